@@ -17,3 +17,11 @@ _CACHE = os.path.join(
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tfds_data_dir(tmp_path_factory) -> str:
+    """A TFDS data dir shared by the tests; builders generate into it on first use."""
+    return str(tmp_path_factory.mktemp("tensorflow_datasets"))

@@ -1,0 +1,36 @@
+"""Evaluates a checkpoint: `python eval.py --config CONFIG --workdir DIR [--step N]`.
+
+Writes `DIR/eval_<step>.json` with every metric of every task and `DIR/predictions_<step>.png`.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import json  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from mtnets.train import loop  # noqa: E402
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+flags.DEFINE_string("workdir", None, "The training run's directory.")
+flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the latest).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    tf.config.set_visible_devices([], "GPU")
+    loop.quiet_library_logs()
+    results = loop.evaluate_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.step)
+    print(json.dumps(results, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    logging.set_verbosity(logging.INFO)
+    app.run(main)

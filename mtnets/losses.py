@@ -1,0 +1,196 @@
+"""Per-task dense prediction losses with validity masks.
+
+Every loss takes `(prediction, target, mask)` with `mask` a bool `[B, H, W]` of the pixels that
+count: the caller builds it from `TaskSpec.valid_mask(target)` AND a per-example padding mask.
+Predictions are cast to float32 first, so bf16 models get float32 losses, and each loss returns
+a float32 scalar. A mask with no valid pixel gives 0 (never NaN), so padded or label-less batches
+are harmless, and the gradients stay finite there too.
+
+The conventions here are those of the MTL reference (SimonVandenhende/Multi-Task-Learning-PyTorch,
+`MTL:losses/loss_functions.py`). They are grouped in a per-convention table (`CONVENTIONS`) so
+that another set (lorenmt/mtan: NLL, masked L1, 1 - cosine) can be added next to it without
+touching the callers of `task_loss`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from mtnets.tasks import TaskSpec
+
+# The edge loss's positive-pixel weight in every MTL config (`edge_w: 0.95`).
+EDGE_POS_WEIGHT = 0.95
+
+
+def _masked_mean(values: jnp.ndarray, mask: jnp.ndarray, per_pixel: int = 1) -> jnp.ndarray:
+    """Sum of `values` where `mask`, over `per_pixel * #valid pixels`; 0 for an empty mask.
+
+    `jnp.where` (not a product) keeps NaN/inf at invalid pixels out of the sum.
+    """
+    total = jnp.sum(jnp.where(mask, values, 0.0))
+    count = jnp.sum(mask, dtype=jnp.float32) * per_pixel
+    return total / jnp.maximum(count, 1.0)
+
+
+def cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+    """Mean softmax cross-entropy over valid pixels.
+
+    Args:
+      logits: `[B, H, W, C]` class scores.
+      labels: int `[B, H, W]` class ids; invalid pixels may hold 255 (ignore).
+      mask: bool `[B, H, W]`.
+
+    `MTL:losses/loss_functions.py:16-33` (log_softmax + NLLLoss with ignore_index=255, averaged
+    over the non-ignored pixels).
+    """
+    logits = logits.astype(jnp.float32)
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    # Send invalid pixels (label 255) to class 0 so the gather stays in range; they are masked.
+    safe = jnp.where(mask, labels, 0).astype(jnp.int32)
+    safe = jnp.clip(safe, 0, logits.shape[-1] - 1)
+    picked = jnp.take_along_axis(log_probs, safe[..., None], axis=-1)[..., 0]
+    return _masked_mean(-picked, mask)
+
+
+def depth_l1(pred: jnp.ndarray, target: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+    """Mean absolute depth error over valid pixels.
+
+    Args:
+      pred: `[B, H, W, 1]` depth.
+      target: `[B, H, W]` depth, 0 where unknown.
+      mask: bool `[B, H, W]`.
+
+    `MTL:losses/loss_functions.py:126-140` (`DepthLoss('l1')`, mean over non-ignored elements).
+    """
+    pred = pred.astype(jnp.float32)[..., 0]
+    return _masked_mean(jnp.abs(pred - target.astype(jnp.float32)), mask)
+
+
+def l2_normalize(vectors: jnp.ndarray, eps: float = 1e-12) -> jnp.ndarray:
+    """`v / max(|v|, eps)` over the last axis, with a finite gradient at `v = 0`.
+
+    Clamping the squared norm (at eps^2) rather than the norm avoids the infinite derivative of
+    sqrt at 0, which would turn into NaN gradients for an all-zero prediction.
+    """
+    squared = jnp.sum(jnp.square(vectors), axis=-1, keepdims=True)
+    return vectors * jax.lax.rsqrt(jnp.maximum(squared, eps * eps))
+
+
+def normals_l1(pred: jnp.ndarray, target: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+    """L1 between the L2-normalised prediction and the target normal, per valid element.
+
+    Args:
+      pred: `[B, H, W, 3]` unnormalised normals.
+      target: `[B, H, W, 3]` unit normals, all zero where unknown.
+      mask: bool `[B, H, W]`.
+
+    `MTL:losses/loss_functions.py:154-197` with `normalize=True, norm=1, size_average=True`
+    (`MTL:utils/common_config.py:285-287`): the sum of |n_pred - n_gt| over the three components
+    of every valid pixel, divided by the number of valid elements (3 per pixel). Not a cosine.
+    """
+    unit = l2_normalize(pred.astype(jnp.float32))
+    per_pixel = jnp.sum(jnp.abs(unit - target.astype(jnp.float32)), axis=-1)
+    return _masked_mean(per_pixel, mask, per_pixel=3)
+
+
+def logistic_loss(logits: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
+    """Elementwise binary cross-entropy with logits, stable for large |logits|.
+
+    `max(x, 0) - x * y + log(1 + exp(-|x|))`, the same quantity as the rearranged expression in
+    `BalancedCrossEntropyLoss` (`MTL:losses/loss_functions.py:36-84`).
+    """
+    return jnp.maximum(logits, 0.0) - logits * target + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+
+
+def balanced_bce(
+    logits: jnp.ndarray,
+    target: jnp.ndarray,
+    mask: jnp.ndarray,
+    pos_weight: float | None = None,
+) -> jnp.ndarray:
+    """Class-balanced binary cross-entropy (HED style), averaged over valid pixels.
+
+    Args:
+      logits: `[B, H, W, 1]`.
+      target: `[B, H, W]` in {0, 1}.
+      mask: bool `[B, H, W]`.
+      pos_weight: the weight w of positive pixels (negatives get 1 - w). None: w is the fraction
+        of negative pixels among the valid pixels of the whole batch (saliency); the edge task
+        uses a fixed 0.95.
+
+    `MTL:losses/loss_functions.py:36-84` (`BalancedCrossEntropyLoss`):
+    `(w * sum_pos(loss) + (1 - w) * sum_neg(loss)) / #valid`.
+    """
+    x = logits.astype(jnp.float32)[..., 0]
+    y = target.astype(jnp.float32)
+    loss = logistic_loss(x, y)
+    positive = mask & (y > 0.5)
+    negative = mask & (y <= 0.5)
+    count = jnp.sum(mask, dtype=jnp.float32)
+    if pos_weight is None:
+        w = jnp.sum(negative, dtype=jnp.float32) / jnp.maximum(count, 1.0)
+    else:
+        w = jnp.float32(pos_weight)
+    total = w * jnp.sum(jnp.where(positive, loss, 0.0)) + (1.0 - w) * jnp.sum(
+        jnp.where(negative, loss, 0.0)
+    )
+    return total / jnp.maximum(count, 1.0)
+
+
+LossFn = Callable[[jnp.ndarray, jnp.ndarray, jnp.ndarray], jnp.ndarray]
+
+
+def _mtl_losses(edge_pos_weight: float) -> dict[str, LossFn]:
+    """The MTL repo's loss per task name (`get_loss` in `MTL:utils/common_config.py`)."""
+
+    def edge(p: jnp.ndarray, t: jnp.ndarray, m: jnp.ndarray) -> jnp.ndarray:
+        return balanced_bce(p, t, m, pos_weight=edge_pos_weight)
+
+    def sal(p: jnp.ndarray, t: jnp.ndarray, m: jnp.ndarray) -> jnp.ndarray:
+        return balanced_bce(p, t, m, pos_weight=None)
+
+    return {
+        "semseg": cross_entropy,
+        "human_parts": cross_entropy,
+        "depth": depth_l1,
+        "normals": normals_l1,
+        "edge": edge,
+        "sal": sal,
+    }
+
+
+# Convention name -> factory of {task name: loss}. A new convention (e.g. "lorenmt") is one more
+# entry here; `task_loss` picks it by name.
+CONVENTIONS: dict[str, Callable[[float], dict[str, LossFn]]] = {"mtl": _mtl_losses}
+
+
+def task_loss(
+    spec: TaskSpec,
+    prediction: jnp.ndarray,
+    target: jnp.ndarray,
+    mask: jnp.ndarray,
+    *,
+    edge_pos_weight: float = EDGE_POS_WEIGHT,
+    convention: str = "mtl",
+) -> jnp.ndarray:
+    """The loss of task `spec.name` under `convention`, a float32 scalar.
+
+    Args:
+      spec: the task; its name picks the loss (semseg/human_parts: cross-entropy, depth: L1,
+        normals: normalised L1, edge: balanced BCE with `edge_pos_weight`, sal: balanced BCE
+        with the batch-adaptive weight).
+      prediction: the head output `[B, H, W, spec.channels]`.
+      target: the labels as described in `mtnets.tasks`.
+      mask: bool `[B, H, W]`, valid AND non-padded pixels.
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(
+            f"Unknown loss convention {convention!r}; known: {', '.join(CONVENTIONS)}."
+        )
+    losses = CONVENTIONS[convention](edge_pos_weight)
+    if spec.name not in losses:
+        raise ValueError(f"No {convention!r} loss for task {spec.name!r}.")
+    return losses[spec.name](prediction, target, mask)

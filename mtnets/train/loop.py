@@ -1,0 +1,248 @@
+"""`train_and_evaluate(config, workdir)`: the whole training run, importable and tested.
+
+Sections: set-up (mesh, data, model, optimizer, state), restore, the step loop (log, evaluate,
+checkpoint), and the final evaluation. Resuming is automatic: if `<workdir>/checkpoints` holds
+a checkpoint, training continues from its step with the same data stream and keys.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import jax
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers, periodic_actions
+
+from mtnets import config_utils, sharding
+from mtnets.data import augment
+from mtnets.data.pipeline import InputPipeline
+from mtnets.models import create_model
+from mtnets.tasks import task_specs
+from mtnets.train import checkpointing
+from mtnets.train.evaluate import evaluate, prediction_picture, write_results
+from mtnets.train.state import create_train_state
+from mtnets.train.step import compile_steps, mean_scalars
+from mtnets.visualize import save_png
+from mtnets.weighting import create_weighting
+
+
+def create_schedule(config) -> optax.Schedule:
+    """The learning rate per step from `config.schedule` and `config.optimizer.learning_rate`."""
+    sched, lr = config.schedule, config.optimizer.learning_rate
+    if sched.name == "constant":
+        return optax.constant_schedule(lr)
+    if sched.name == "poly":  # lr * (1 - step / num_train_steps) ** power
+        return optax.polynomial_schedule(lr, 0.0, sched.power, config.num_train_steps)
+    if sched.name == "step":  # lr * gamma ** (step // step_size), PyTorch's StepLR
+        return optax.exponential_decay(lr, sched.step_size, sched.gamma, staircase=True)
+    raise ValueError(
+        f"Unknown config.schedule.name {sched.name!r}; choose one of constant, poly, step."
+    )
+
+
+def create_optimizer(config, schedule: optax.Schedule) -> optax.GradientTransformation:
+    """The optax optimizer of `config.optimizer`.
+
+    Weight decay is coupled L2 (added to the gradient before Adam/SGD), as in torch.optim.
+    """
+    opt = config.optimizer
+    if opt.name == "adam":
+        base = optax.adam(schedule)
+    elif opt.name == "sgd":
+        base = optax.sgd(schedule, momentum=opt.momentum)
+    else:
+        raise ValueError(f"Unknown config.optimizer.name {opt.name!r}; choose adam or sgd.")
+    decay = optax.add_decayed_weights(opt.weight_decay) if opt.weight_decay else optax.identity()
+    return optax.chain(decay, base)
+
+
+class Experiment:
+    """Everything built from a config that both training and evaluation use."""
+
+    def __init__(self, config):
+        config_utils.validate(config)
+        self.config = config
+        self.mesh = sharding.create_mesh(config.num_devices)
+        self.tasks = tuple(dict.fromkeys((*config.tasks, *config.get("aux_tasks", ()))))
+        self.specs = task_specs(config.tasks, config.dataset.name)
+        self.data = InputPipeline(config, self.mesh)
+        self.model = create_model(config)
+        self.schedule = create_schedule(config)
+        self.tx = create_optimizer(config, self.schedule)
+        self.weighting = create_weighting(config, config.tasks)
+        init = jax.tree_util.Partial(
+            create_train_state, self.model, self.tx, self.weighting, self.data.image_shape,
+            config.seed,
+        )
+        abstract = jax.eval_shape(init)
+        self.state_shardings = jax.tree.map(lambda _: sharding.replicated(self.mesh), abstract)
+        self._init = jax.jit(init, out_shardings=self.state_shardings)
+        self.abstract_state = jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+            abstract, self.state_shardings,
+        )
+        self.train_step, self.eval_step = compile_steps(
+            self.model, self.tx, self.weighting, self.specs, self.mesh, self.state_shardings,
+            edge_pos_weight=config.loss.edge_pos_weight,
+        )
+
+    def initial_state(self):
+        return self._init()
+
+    def evaluate(self, state, workdir: str, step: int, writer=None) -> dict[str, float]:
+        """Metrics over the eval split, written to `eval_<step>.json`, plus a PNG of samples."""
+        results, samples = evaluate(
+            self.eval_step, state, self.data.eval_batches(),
+            num_images=self.config.num_eval_images,
+        )
+        write_results(workdir, step, results)
+        picture = prediction_picture(samples, self.config.tasks, augment.MEAN_RGB,
+                                     augment.STD_RGB)
+        if jax.process_index() == 0:
+            save_png(os.path.join(workdir, f"predictions_{step}.png"), picture)
+        if writer is not None:
+            writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
+            writer.write_images(step, {"eval/predictions": picture[None]})
+        return results
+
+
+class _LibraryInfoFilter:
+    """Drops the INFO lines of libraries that narrate every file they write (orbax, TFDS)."""
+
+    NOISY = ("/orbax/", "/tensorflow_datasets/", "/jax/_src/xla_bridge", "/tensorstore/")
+
+    def filter(self, record) -> bool:
+        return record.levelno >= 30 or not any(p in record.pathname for p in self.NOISY)
+
+
+def quiet_library_logs() -> None:
+    """Keeps the console to our progress, losses and results (warnings still pass)."""
+    logging.get_absl_handler().addFilter(_LibraryInfoFilter())
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag the loop checks, so it can save before it exits."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        logging.warning("SIGTERM received: saving a checkpoint and stopping.")
+        self.requested = True
+
+    def restore(self):
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def train_and_evaluate(config, workdir: str):
+    """Trains `config` in `workdir` (resuming from its latest checkpoint) and evaluates.
+
+    Returns the final train state.
+    """
+    # ----------------------------------------------------------------------------------------
+    # Set-up: everything is checked and shaped before anything heavy is compiled.
+    os.makedirs(workdir, exist_ok=True)
+    experiment = Experiment(config)
+    writer = metric_writers.create_default_writer(
+        workdir, just_logging=jax.process_index() > 0, asynchronous=True
+    )
+    checkpointer = checkpointing.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
+
+    # ----------------------------------------------------------------------------------------
+    # Restore or initialise.
+    if checkpointer.latest_step() is not None:
+        state = checkpointer.restore(experiment.abstract_state)
+        logging.info("Resumed from checkpoint of step %d in %s.", int(state.step),
+                     checkpointer.directory)
+    else:
+        state = experiment.initial_state()
+        writer.write_hparams(_flat_hparams(config))
+    initial_step = int(state.step)
+    total = config.num_train_steps
+    logging.info("Training %s from step %d to %d on %d device(s), global batch %d.",
+                 config.model.name, initial_step, total, experiment.mesh.devices.size,
+                 config.batch_size)
+
+    # ----------------------------------------------------------------------------------------
+    # The step loop.
+    batches = experiment.data.train_batches(initial_step)
+    progress = periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
+                                               every_steps=config.log_every_steps)
+    preemption = _Preemption()
+    history = []
+    try:
+        for step in range(initial_step + 1, total + 1):
+            with jax.profiler.StepTraceAnnotation("train", step_num=step):
+                state, scalars = experiment.train_step(state, next(batches))
+            history.append(scalars)
+            progress(step)
+            if step % config.log_every_steps == 0 or step == total:
+                _log_scalars(writer, step, history, experiment, state)
+                history = []
+            if step % config.eval_every_steps == 0 or step == total:
+                with progress.timed("eval"):
+                    experiment.evaluate(state, workdir, step, writer)
+            if step % config.checkpoint_every_steps == 0 or step == total or preemption.requested:
+                checkpointer.save(step, state, force=True)
+            if preemption.requested:
+                logging.warning("Stopped at step %d after SIGTERM; the checkpoint is saved.", step)
+                break
+    finally:
+        preemption.restore()
+        checkpointer.wait()
+        checkpointer.close()
+        writer.flush()
+    return state
+
+
+def _log_scalars(writer, step, history, experiment, state):
+    """Writes averaged train scalars; stops with the step and task if a loss is not finite."""
+    scalars = mean_scalars(history)
+    for name, value in scalars.items():
+        if name.startswith("loss") and not np.isfinite(value):
+            raise FloatingPointError(
+                f"Training diverged before step {step}: {name} is {value}. The last good "
+                "checkpoint is kept; lower the learning rate or check the data."
+            )
+    scalars["learning_rate"] = float(experiment.schedule(step - 1))
+    writer.write_scalars(step, {f"train/{k}": v for k, v in scalars.items()})
+    logging.info("step %d: loss %.4f (%s)", step, scalars["loss"], ", ".join(
+        f"{t} {scalars[f'loss/{t}']:.4f}" for t in experiment.specs))
+
+
+def _flat_hparams(config) -> dict:
+    flat = {}
+
+    def walk(prefix, node):
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if hasattr(value, "items"):
+                walk(name + ".", value)
+            elif isinstance(value, (int, float, str, bool)):
+                flat[name] = value
+            else:
+                flat[name] = str(value)
+
+    walk("", config)
+    return flat
+
+
+def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict[str, float]:
+    """Restores checkpoint `step` (default: the latest) of `workdir`, evaluates it, and writes
+    `eval_<step>.json` and `predictions_<step>.png` there."""
+    experiment = Experiment(config)
+    checkpointer = checkpointing.Checkpointer(workdir, read_only=True)
+    if checkpointer.latest_step() is None:
+        raise FileNotFoundError(
+            f"No checkpoint in {checkpointer.directory}; train first with "
+            f"`python train.py --config ... --workdir {workdir}`."
+        )
+    state = checkpointer.restore(experiment.abstract_state, step)
+    step = int(state.step)
+    results = experiment.evaluate(state, workdir, step)
+    logging.info("Evaluated step %d: %s", step, results)
+    return results

@@ -1,0 +1,74 @@
+"""Config files, launch strings and command-line overrides."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from configs.default import get_config as default_config
+from mtnets import config_utils
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse(*args):
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, flag_values=values, lock_config=True)
+    values(["prog", *args])
+    return values.config
+
+
+def test_command_line_overrides_fields_with_their_types():
+    config = parse("--config=configs/default.py", "--config.batch_size=4",
+                   "--config.model.backbone=resnet18", "--config.optimizer.learning_rate=0.5")
+    assert config.batch_size == 4
+    assert config.model.backbone == "resnet18"
+    assert config.optimizer.learning_rate == 0.5
+
+
+def test_unknown_key_on_the_command_line_is_an_error():
+    with pytest.raises(Exception, match="batch_sizee"):
+        parse("--config=configs/default.py", "--config.batch_sizee=4")
+
+
+def test_launch_string_overrides():
+    config = default_config("batch_size=4,tasks=semseg+depth,model.backbone=resnet18,"
+                            "optimizer.learning_rate=1")
+    assert config.batch_size == 4
+    assert config.tasks == ("semseg", "depth")
+    assert config.model.backbone == "resnet18"
+    assert config.optimizer.learning_rate == 1.0 and isinstance(
+        config.optimizer.learning_rate, float)
+
+
+def test_launch_string_unknown_key_is_an_error():
+    with pytest.raises(KeyError, match="batchsize"):
+        default_config("batchsize=4")
+
+
+def test_validate_names_the_bad_field():
+    config = default_config()
+    config.tasks = ("semseg", "surface")
+    with pytest.raises(ValueError, match="surface"):
+        config_utils.validate(config)
+    config = default_config()
+    config.dataset.name = "nyud_mt"
+    config.tasks = ("semseg", "sal")
+    with pytest.raises(ValueError, match="nyud_mt.*sal"):
+        config_utils.validate(config)
+    config = default_config()
+    config.num_train_steps = 0
+    with pytest.raises(ValueError, match="num_train_steps"):
+        config_utils.validate(config)
+
+
+def test_train_py_rejects_an_unknown_key_before_training(tmp_path):
+    command = [sys.executable, "train.py", "--config=configs/synthetic/tiny.py",
+               "--config.batch_sizee=4", f"--workdir={tmp_path}"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "batch_sizee" in result.stderr
+    assert not os.listdir(tmp_path)

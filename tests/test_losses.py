@@ -1,0 +1,199 @@
+"""The per-task losses against NumPy transcriptions of the MTL formulas."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mtnets import losses
+from mtnets.tasks import IGNORE_LABEL, TaskSpec, task_spec
+
+B, H, W = 2, 5, 6
+
+
+def _rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _padding_mask(shape=(B, H, W)) -> np.ndarray:
+    """The second example is padding: only the first counts."""
+    mask = np.ones(shape, bool)
+    mask[1] = False
+    return mask
+
+
+def _np_log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def _np_softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, x)
+
+
+def _seg_case(rng, num_classes=4):
+    logits = rng.normal(size=(B, H, W, num_classes)) * 3
+    labels = rng.integers(0, num_classes, size=(B, H, W))
+    labels[rng.random((B, H, W)) < 0.3] = IGNORE_LABEL
+    return logits, labels
+
+
+def test_cross_entropy_matches_numpy():
+    logits, labels = _seg_case(_rng())
+    mask = labels != IGNORE_LABEL
+    logp = _np_log_softmax(logits)
+    ys, xs = np.nonzero(mask.reshape(B * H, W))
+    expected = -np.mean(logp.reshape(B * H, W, -1)[ys, xs, labels.reshape(B * H, W)[ys, xs]])
+    got = losses.cross_entropy(jnp.asarray(logits, jnp.float32), jnp.asarray(labels), mask)
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_cross_entropy_ignores_padded_examples():
+    logits, labels = _seg_case(_rng(1))
+    pad = _padding_mask()
+    mask = (labels != IGNORE_LABEL) & pad
+    got = losses.cross_entropy(jnp.asarray(logits), jnp.asarray(labels), mask)
+    only_first = losses.cross_entropy(jnp.asarray(logits[:1]), jnp.asarray(labels[:1]), mask[:1])
+    np.testing.assert_allclose(got, only_first, rtol=1e-6)
+
+
+def test_depth_l1_matches_numpy():
+    rng = _rng(2)
+    pred = rng.uniform(0.5, 5, size=(B, H, W, 1))
+    target = rng.uniform(0.5, 5, size=(B, H, W))
+    target[rng.random((B, H, W)) < 0.3] = 0.0
+    mask = target > 0
+    expected = np.abs(pred[..., 0] - target)[mask].mean()
+    got = losses.depth_l1(jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32), mask)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_normals_l1_matches_numpy():
+    rng = _rng(3)
+    pred = rng.normal(size=(B, H, W, 3))
+    target = rng.normal(size=(B, H, W, 3))
+    target /= np.linalg.norm(target, axis=-1, keepdims=True)
+    target[rng.random((B, H, W)) < 0.3] = 0.0
+    mask = np.any(target != 0, axis=-1)
+    unit = pred / np.maximum(np.linalg.norm(pred, axis=-1, keepdims=True), 1e-12)
+    expected = np.abs(unit - target)[mask].sum() / (3 * mask.sum())
+    got = losses.normals_l1(jnp.asarray(pred, jnp.float32), jnp.asarray(target, jnp.float32), mask)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def _np_balanced_bce(logits, target, mask, pos_weight):
+    x, y = logits[..., 0][mask], target[mask].astype(float)
+    per_pixel = _np_softplus(x) - x * y
+    w = np.mean(y == 0) if pos_weight is None else pos_weight
+    return (w * per_pixel[y == 1].sum() + (1 - w) * per_pixel[y == 0].sum()) / mask.sum()
+
+
+@pytest.mark.parametrize("pos_weight", [None, 0.95])
+def test_balanced_bce_matches_numpy(pos_weight):
+    rng = _rng(4)
+    logits = rng.normal(size=(B, H, W, 1)) * 4
+    logits[0, 0, 0, 0] = 80.0  # large logits stay finite
+    logits[0, 0, 1, 0] = -80.0
+    target = (rng.random((B, H, W)) < 0.2).astype(np.int32)
+    mask = rng.random((B, H, W)) < 0.8
+    expected = _np_balanced_bce(logits, target, mask, pos_weight)
+    got = losses.balanced_bce(
+        jnp.asarray(logits, jnp.float32), jnp.asarray(target), mask, pos_weight=pos_weight
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def _all_cases():
+    rng = _rng(5)
+    logits, labels = _seg_case(rng)
+    return {
+        "semseg": (logits, labels),
+        "depth": (rng.normal(size=(B, H, W, 1)), rng.uniform(0, 3, size=(B, H, W))),
+        "normals": (np.zeros((B, H, W, 3)), rng.normal(size=(B, H, W, 3))),
+        "edge": (rng.normal(size=(B, H, W, 1)), rng.integers(0, 2, size=(B, H, W))),
+        "sal": (rng.normal(size=(B, H, W, 1)), rng.integers(0, 2, size=(B, H, W))),
+    }
+
+
+def _spec(name: str) -> TaskSpec:
+    return task_spec(name, "synthetic_scenes")
+
+
+@pytest.mark.parametrize("name", ["semseg", "depth", "normals", "edge", "sal"])
+def test_empty_mask_gives_zero_and_finite_gradients(name):
+    prediction, target = _all_cases()[name]
+    mask = jnp.zeros((B, H, W), bool)
+
+    def loss(p):
+        return losses.task_loss(_spec(name), p, jnp.asarray(target), mask)
+
+    value, grad = jax.value_and_grad(loss)(jnp.asarray(prediction, jnp.float32))
+    assert value == 0.0
+    assert np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("name", ["semseg", "depth", "normals", "edge", "sal"])
+def test_gradients_are_finite(name):
+    """Zero normal predictions and ignored labels must not produce NaN gradients."""
+    prediction, target = _all_cases()[name]
+    spec = _spec(name)
+    mask = spec.valid_mask(jnp.asarray(target)) & jnp.asarray(_padding_mask())
+    grad = jax.grad(lambda p: losses.task_loss(spec, p, jnp.asarray(target), mask))(
+        jnp.asarray(prediction, jnp.float32)
+    )
+    assert np.all(np.isfinite(grad))
+    assert np.all(np.asarray(grad)[1] == 0)  # the padded example gets no gradient
+
+
+def test_task_loss_dispatch():
+    cases = _all_cases()
+    mask = np.ones((B, H, W), bool)
+    mask[0, 0] = False
+    pairs = {
+        "semseg": lambda p, t: losses.cross_entropy(p, t, mask & (t != IGNORE_LABEL)),
+        "depth": lambda p, t: losses.depth_l1(p, t, mask),
+        "normals": lambda p, t: losses.normals_l1(p, t, mask),
+        "edge": lambda p, t: losses.balanced_bce(p, t, mask, pos_weight=0.9),
+        "sal": lambda p, t: losses.balanced_bce(p, t, mask, pos_weight=None),
+    }
+    for name, direct in pairs.items():
+        p, t = (jnp.asarray(a) for a in cases[name])
+        m = mask & (t != IGNORE_LABEL) if name == "semseg" else mask
+        got = losses.task_loss(_spec(name), p, t, m, edge_pos_weight=0.9)
+        np.testing.assert_allclose(got, direct(p, t), rtol=1e-6, err_msg=name)
+    parts = losses.task_loss(
+        _spec("human_parts"),
+        *(jnp.asarray(a) for a in cases["semseg"]),
+        jnp.asarray(cases["semseg"][1] != IGNORE_LABEL),
+    )
+    assert np.isfinite(parts)
+    with pytest.raises(ValueError, match="convention"):
+        losses.task_loss(_spec("depth"), *cases["depth"], mask, convention="nope")
+
+
+def test_bfloat16_predictions_give_float32_loss():
+    logits, labels = _seg_case(_rng(6))
+    mask = labels != IGNORE_LABEL
+    got = losses.cross_entropy(jnp.asarray(logits, jnp.bfloat16), jnp.asarray(labels), mask)
+    assert got.dtype == jnp.float32
+    ref = losses.cross_entropy(
+        jnp.asarray(logits, jnp.bfloat16).astype(jnp.float32), jnp.asarray(labels), mask
+    )
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+
+
+def test_no_tensorflow_import():
+    """Losses, metrics and pictures must not pull in TensorFlow or clu's metric writers."""
+    code = (
+        "import sys, mtnets.losses, mtnets.metrics, mtnets.visualize\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] == 'tensorflow'"
+        " or m.startswith('clu.metric_writers')]\n"
+        "assert not bad, bad\n"
+    )
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)

@@ -1,0 +1,36 @@
+"""Trains a multi-task model: `python train.py --config configs/default.py --workdir DIR`.
+
+Config fields can be overridden as flags (`--config.batch_size=8`) or in the config argument
+(`--config=configs/default.py:batch_size=8`). Restarting with the same workdir resumes.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from mtnets.train import loop  # noqa: E402
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries and results.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    tf.config.set_visible_devices([], "GPU")  # tf.data only; the accelerators are JAX's
+    loop.quiet_library_logs()
+    logging.info("JAX process %d of %d, devices: %s", jax.process_index(),
+                 jax.process_count(), jax.devices())
+    loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+    logging.set_verbosity(logging.INFO)
+    app.run(main)
