@@ -58,8 +58,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.schedule.step_size = 0  # "step": multiply by gamma every step_size steps
     config.schedule.gamma = 0.5
 
-    config.batch_size = 16  # global, over all devices and processes
-    config.num_train_steps = 1500
+    config.batch_size = 8  # global, over all devices and processes
+    config.num_train_steps = 1000
     config.log_every_steps = 50
     config.eval_every_steps = 500
     config.checkpoint_every_steps = 500
