@@ -26,8 +26,9 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     tf.config.set_visible_devices([], "GPU")  # tf.data only; the accelerators are JAX's
     loop.quiet_library_logs()
-    logging.info("JAX process %d of %d, devices: %s", jax.process_index(),
-                 jax.process_count(), jax.devices())
+    logging.info(
+        "JAX process %d of %d, devices: %s", jax.process_index(), jax.process_count(), jax.devices()
+    )
     loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

@@ -54,8 +54,13 @@ def validate(config) -> None:
         tasks_lib.task_spec(name, config.dataset.name)
     if not config.tasks:
         raise ValueError("config.tasks is empty.")
-    for field in ("batch_size", "num_train_steps", "log_every_steps", "eval_every_steps",
-                  "checkpoint_every_steps"):
+    for field in (
+        "batch_size",
+        "num_train_steps",
+        "log_every_steps",
+        "eval_every_steps",
+        "checkpoint_every_steps",
+    ):
         if config[field] <= 0:
             raise ValueError(f"config.{field} must be positive, got {config[field]}.")
     if config.dtype not in ("float32", "bfloat16"):

@@ -29,6 +29,7 @@ class HighResolutionHead(nn.Module):
         scales = [features[k] for k in sorted(features)]
         size = scales[0].shape[1:3]
         x = jnp.concatenate([resize(f, size) for f in scales], axis=-1)
-        x = conv(self.hidden or x.shape[-1], 1, use_bias=True, dtype=self.dtype, name="fuse_conv")(x)
+        hidden = self.hidden or x.shape[-1]
+        x = conv(hidden, 1, use_bias=True, dtype=self.dtype, name="fuse_conv")(x)
         x = nn.relu(batch_norm(train, dtype=self.dtype, name="fuse_bn")(x))
         return conv(self.outputs, 1, use_bias=True, dtype=self.dtype, name="predict")(x)

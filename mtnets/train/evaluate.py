@@ -22,8 +22,10 @@ def evaluate(eval_step, state, batches: Iterable, *, num_images: int = 4):
     merged, samples = None, None
     for batch in batches:
         task_metrics, predictions = eval_step(state, batch)
-        merged = task_metrics if merged is None else jax.tree.map(
-            lambda a, b: a.merge(b), merged, task_metrics, is_leaf=_is_metric
+        merged = (
+            task_metrics
+            if merged is None
+            else jax.tree.map(lambda a, b: a.merge(b), merged, task_metrics, is_leaf=_is_metric)
         )
         if samples is None:
             samples = _first_examples({**batch, "predictions": predictions}, num_images)
@@ -37,8 +39,12 @@ def write_results(workdir: str, step: int, results: Mapping[str, float]) -> str:
     path = os.path.join(workdir, f"eval_{step}.json")
     if jax.process_index() == 0:
         with open(path, "w") as f:
-            json.dump({"step": step, **{k: float(v) for k, v in results.items()}}, f, indent=2,
-                      sort_keys=True)
+            json.dump(
+                {"step": step, **{k: float(v) for k, v in results.items()}},
+                f,
+                indent=2,
+                sort_keys=True,
+            )
     return path
 
 
@@ -51,10 +57,15 @@ def prediction_picture(samples: Mapping, tasks, mean_rgb, std_rgb) -> np.ndarray
 
 def _first_examples(tree, count: int):
     """The first `count` rows of every (globally sharded) array, gathered to the host."""
+
     def take(x):
-        x = jax.experimental.multihost_utils.process_allgather(x, tiled=True) \
-            if jax.process_count() > 1 else np.asarray(x)
+        x = (
+            jax.experimental.multihost_utils.process_allgather(x, tiled=True)
+            if jax.process_count() > 1
+            else np.asarray(x)
+        )
         return np.asarray(x[:count])
+
     return jax.tree.map(take, tree)
 
 

@@ -74,7 +74,11 @@ class Experiment:
         self.tx = create_optimizer(config, self.schedule)
         self.weighting = create_weighting(config, config.tasks)
         init = jax.tree_util.Partial(
-            create_train_state, self.model, self.tx, self.weighting, self.data.image_shape,
+            create_train_state,
+            self.model,
+            self.tx,
+            self.weighting,
+            self.data.image_shape,
             config.seed,
         )
         abstract = jax.eval_shape(init)
@@ -82,10 +86,16 @@ class Experiment:
         self._init = jax.jit(init, out_shardings=self.state_shardings)
         self.abstract_state = jax.tree.map(
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-            abstract, self.state_shardings,
+            abstract,
+            self.state_shardings,
         )
         self.train_step, self.eval_step = compile_steps(
-            self.model, self.tx, self.weighting, self.specs, self.mesh, self.state_shardings,
+            self.model,
+            self.tx,
+            self.weighting,
+            self.specs,
+            self.mesh,
+            self.state_shardings,
             edge_pos_weight=config.loss.edge_pos_weight,
         )
 
@@ -95,12 +105,13 @@ class Experiment:
     def evaluate(self, state, workdir: str, step: int, writer=None) -> dict[str, float]:
         """Metrics over the eval split, written to `eval_<step>.json`, plus a PNG of samples."""
         results, samples = evaluate(
-            self.eval_step, state, self.data.eval_batches(),
+            self.eval_step,
+            state,
+            self.data.eval_batches(),
             num_images=self.config.num_eval_images,
         )
         write_results(workdir, step, results)
-        picture = prediction_picture(samples, self.config.tasks, augment.MEAN_RGB,
-                                     augment.STD_RGB)
+        picture = prediction_picture(samples, self.config.tasks, augment.MEAN_RGB, augment.STD_RGB)
         if jax.process_index() == 0:
             save_png(os.path.join(workdir, f"predictions_{step}.png"), picture)
         if writer is not None:
@@ -156,22 +167,29 @@ def train_and_evaluate(config, workdir: str):
     # Restore or initialise.
     if checkpointer.latest_step() is not None:
         state = checkpointer.restore(experiment.abstract_state)
-        logging.info("Resumed from checkpoint of step %d in %s.", int(state.step),
-                     checkpointer.directory)
+        logging.info(
+            "Resumed from checkpoint of step %d in %s.", int(state.step), checkpointer.directory
+        )
     else:
         state = experiment.initial_state()
         writer.write_hparams(_flat_hparams(config))
     initial_step = int(state.step)
     total = config.num_train_steps
-    logging.info("Training %s from step %d to %d on %d device(s), global batch %d.",
-                 config.model.name, initial_step, total, experiment.mesh.devices.size,
-                 config.batch_size)
+    logging.info(
+        "Training %s from step %d to %d on %d device(s), global batch %d.",
+        config.model.name,
+        initial_step,
+        total,
+        experiment.mesh.devices.size,
+        config.batch_size,
+    )
 
     # ----------------------------------------------------------------------------------------
     # The step loop.
     batches = experiment.data.train_batches(initial_step)
-    progress = periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
-                                               every_steps=config.log_every_steps)
+    progress = periodic_actions.ReportProgress(
+        num_train_steps=total, writer=writer, every_steps=config.log_every_steps
+    )
     preemption = _Preemption()
     history = []
     try:
@@ -210,8 +228,12 @@ def _log_scalars(writer, step, history, experiment, state):
             )
     scalars["learning_rate"] = float(experiment.schedule(step - 1))
     writer.write_scalars(step, {f"train/{k}": v for k, v in scalars.items()})
-    logging.info("step %d: loss %.4f (%s)", step, scalars["loss"], ", ".join(
-        f"{t} {scalars[f'loss/{t}']:.4f}" for t in experiment.specs))
+    logging.info(
+        "step %d: loss %.4f (%s)",
+        step,
+        scalars["loss"],
+        ", ".join(f"{t} {scalars[f'loss/{t}']:.4f}" for t in experiment.specs),
+    )
 
 
 def _flat_hparams(config) -> dict:
@@ -222,7 +244,7 @@ def _flat_hparams(config) -> dict:
             name = f"{prefix}{key}"
             if hasattr(value, "items"):
                 walk(name + ".", value)
-            elif isinstance(value, (int, float, str, bool)):
+            elif isinstance(value, int | float | str | bool):
                 flat[name] = value
             else:
                 flat[name] = str(value)

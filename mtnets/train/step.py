@@ -83,8 +83,16 @@ def eval_step(state: TrainState, batch, *, model, specs):
     return task_metrics, {name: predictions[name] for name in specs}
 
 
-def compile_steps(model, tx, weighting, specs: Mapping[str, TaskSpec], mesh, state_shardings,
-                  *, edge_pos_weight: float = 0.95):
+def compile_steps(
+    model,
+    tx,
+    weighting,
+    specs: Mapping[str, TaskSpec],
+    mesh,
+    state_shardings,
+    *,
+    edge_pos_weight: float = 0.95,
+):
     """`jax.jit`-compiled train and eval steps with the batch split over the mesh's `data` axis.
 
     The train step donates the incoming state, so a step updates it in place in device memory.
@@ -92,8 +100,14 @@ def compile_steps(model, tx, weighting, specs: Mapping[str, TaskSpec], mesh, sta
     batch = sharding.batch_sharding(mesh)
     repl = sharding.replicated(mesh)
     train = jax.jit(
-        functools.partial(train_step, model=model, tx=tx, weighting=weighting, specs=specs,
-                          edge_pos_weight=edge_pos_weight),
+        functools.partial(
+            train_step,
+            model=model,
+            tx=tx,
+            weighting=weighting,
+            specs=specs,
+            edge_pos_weight=edge_pos_weight,
+        ),
         in_shardings=(state_shardings, batch),
         out_shardings=(state_shardings, repl),
         donate_argnums=0,

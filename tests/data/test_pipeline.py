@@ -22,10 +22,14 @@ def test_train_batches_follow_the_task_conventions(pipeline):
     batch = next(pipeline.train_batches())
     b, (h, w, _) = 8, pipeline.image_shape
     expected = {
-        "image": ((b, h, w, 3), np.float32), "mask": ((b,), np.bool_),
-        "semseg": ((b, h, w), np.int32), "depth": ((b, h, w), np.float32),
-        "normals": ((b, h, w, 3), np.float32), "edge": ((b, h, w), np.int32),
-        "sal": ((b, h, w), np.int32), "human_parts": ((b, h, w), np.int32),
+        "image": ((b, h, w, 3), np.float32),
+        "mask": ((b,), np.bool_),
+        "semseg": ((b, h, w), np.int32),
+        "depth": ((b, h, w), np.float32),
+        "normals": ((b, h, w, 3), np.float32),
+        "edge": ((b, h, w), np.int32),
+        "sal": ((b, h, w), np.int32),
+        "human_parts": ((b, h, w), np.int32),
     }
     assert {k: (v.shape, v.dtype) for k, v in batch.items()} == expected
     assert np.all(np.asarray(batch["mask"]))
@@ -52,7 +56,7 @@ def test_train_stream_resumes_at_any_step(pipeline):
     straight = list(itertools.islice(pipeline.train_dataset(0).as_numpy_iterator(), 6))
     for start in (1, 3, 4):
         resumed = list(itertools.islice(pipeline.train_dataset(start).as_numpy_iterator(), 2))
-        for a, b in zip(resumed, straight[start : start + 2]):
+        for a, b in zip(resumed, straight[start : start + 2], strict=True):
             for key in a:
                 np.testing.assert_array_equal(a[key], b[key], err_msg=f"start {start} {key}")
 

@@ -37,15 +37,18 @@ def torch_bilinear(x: np.ndarray, size) -> np.ndarray:
 @pytest.mark.parametrize("size", [(16, 20), (8, 10), (13, 7), (5, 5)])
 def test_resize_matches_pytorch_bilinear(size):
     x = np.random.default_rng(0).normal(size=(2, 8, 10, 3)).astype(np.float32)
-    np.testing.assert_allclose(resize(jnp.asarray(x), size), torch_bilinear(x, size),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        resize(jnp.asarray(x), size), torch_bilinear(x, size), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize(
     "name, expected",
     # torchvision's resnet18 / resnet50 parameters without the final fc layer.
-    [("resnet18", 11_689_512 - (512 * 1000 + 1000)),
-     ("resnet50", 25_557_032 - (2048 * 1000 + 1000))],
+    [
+        ("resnet18", 11_689_512 - (512 * 1000 + 1000)),
+        ("resnet50", 25_557_032 - (2048 * 1000 + 1000)),
+    ],
 )
 def test_resnet_parameter_counts_match_torchvision(name, expected):
     backbone = create_backbone(name)
@@ -66,8 +69,9 @@ def test_resnet_features_are_at_strides_4_to_32():
 def test_hrnet_head_parameters_as_reference():
     """conv1x1 C->C (bias), BN (scale, bias), conv1x1 C->n (bias); MTL's HighResolutionHead."""
     channels, outputs = [18, 36, 72, 144], 40
-    features = {f"scale_{s}": jnp.zeros((1, 16 // 2**s, 16 // 2**s, c))
-                for s, c in enumerate(channels)}
+    features = {
+        f"scale_{s}": jnp.zeros((1, 16 // 2**s, 16 // 2**s, c)) for s, c in enumerate(channels)
+    }
     variables = HighResolutionHead(outputs).init(jax.random.key(0), features)
     c = sum(channels)
     assert count(variables["params"]) == c * c + c + 2 * c + c * outputs + outputs
@@ -81,8 +85,12 @@ def test_multi_task_model_predicts_every_task_at_input_size():
     variables = model.init(jax.random.key(0), x)
     out = model.apply(variables, x)
     assert {k: v.shape for k, v in out.items()} == {
-        "semseg": (2, 32, 40, 7), "depth": (2, 32, 40, 1), "normals": (2, 32, 40, 3),
-        "edge": (2, 32, 40, 1), "sal": (2, 32, 40, 1), "human_parts": (2, 32, 40, 4),
+        "semseg": (2, 32, 40, 7),
+        "depth": (2, 32, 40, 1),
+        "normals": (2, 32, 40, 3),
+        "edge": (2, 32, 40, 1),
+        "sal": (2, 32, 40, 1),
+        "human_parts": (2, 32, 40, 4),
     }
     assert all(v.dtype == jnp.float32 for v in out.values())
 

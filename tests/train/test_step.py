@@ -70,15 +70,16 @@ def test_sharded_step_matches_single_device():
     initial, state_1, losses_1 = run_steps(config, sharding.create_mesh(1), batches)
     _, state_8, losses_8 = run_steps(config, sharding.create_mesh(8), batches)
 
-    for step_1, step_8 in zip(losses_1, losses_8):
+    for step_1, step_8 in zip(losses_1, losses_8, strict=True):
         assert set(step_1) == set(step_8)
         for name in step_1:
             np.testing.assert_allclose(step_8[name], step_1[name], rtol=2e-5, err_msg=name)
     assert int(state_8.step) == int(state_1.step) == 2
     # The 8-device update equals the 1-device one up to float32 reduction order: within 0.1 %
     # of how far the two steps moved each parameter tensor.
-    for p0, p1, p8 in zip(*(jax.tree.leaves(t) for t in (initial, state_1.params,
-                                                         state_8.params))):
+    for p0, p1, p8 in zip(
+        *(jax.tree.leaves(t) for t in (initial, state_1.params, state_8.params)), strict=True
+    ):
         moved = np.abs(p1 - p0).max()
         assert moved > 0
         assert np.abs(p8 - p1).max() <= 1e-3 * moved + 1e-7  # 1e-7: float32 at |p| ~ 1

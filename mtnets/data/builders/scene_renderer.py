@@ -7,15 +7,15 @@ light) shades it, with shadows cast by the objects.
 
 Conventions of `render_example` / `render_scene` outputs (`H`, `W` the image size):
 
-| key           | dtype   | shape     | meaning                                         | invalid       |
-|---------------|---------|-----------|-------------------------------------------------|---------------|
-| `image`       | uint8   | [H, W, 3] | RGB with sensor noise                           |               |
-| `semseg`      | uint8   | [H, W]    | index into `CLASS_NAMES`                        | 255 (windows) |
-| `depth`       | float32 | [H, W]    | metres along the optical axis (camera-frame z)  | 0 (windows)   |
-| `normals`     | float32 | [H, W, 3] | unit surface normal, camera frame, towards cam. | all zero      |
-| `edge`        | uint8   | [H, W]    | 1 on semantic and depth boundaries, ~1 px thick |               |
-| `sal`         | uint8   | [H, W]    | 1 on objects (box, sphere, cylinder), 0 on room |               |
-| `human_parts` | uint8   | [H, W]    | index into `PART_NAMES`; parts of boxes         | 255           |
+| key | dtype | shape | meaning | invalid |
+|---|---|---|---|---|
+| `image` | uint8 | [H, W, 3] | RGB with sensor noise | |
+| `semseg` | uint8 | [H, W] | index into `CLASS_NAMES` | 255 (windows) |
+| `depth` | float32 | [H, W] | metres along the optical axis (camera-frame z) | 0 (windows) |
+| `normals` | float32 | [H, W, 3] | unit surface normal, camera frame, towards cam. | all zero |
+| `edge` | uint8 | [H, W] | 1 on semantic and depth boundaries, ~1 px thick | |
+| `sal` | uint8 | [H, W] | 1 on objects (box, sphere, cylinder), 0 on room | |
+| `human_parts` | uint8 | [H, W] | index into `PART_NAMES`; parts of boxes | 255 |
 
 The camera frame is OpenCV's: x right, y down, z forward. Intrinsics (`camera_intrinsics`) are a
 60 degree horizontal field of view with square pixels and the principal point at the image

@@ -80,7 +80,9 @@ class ResNet(nn.Module):
             for index in range(num_blocks):
                 stride = 2 if stage > 0 and index == 0 else 1
                 x = self.block(
-                    self.width * 2**stage, stride, dtype=self.dtype,
+                    self.width * 2**stage,
+                    stride,
+                    dtype=self.dtype,
                     name=f"layer{stage + 1}_{index}",
                 )(x, train)
             features[f"scale_{stage}"] = x
