@@ -188,9 +188,12 @@ def test_bfloat16_predictions_give_float32_loss():
 
 
 def test_no_tensorflow_import():
-    """Losses, metrics and pictures must not pull in TensorFlow or clu's metric writers."""
+    """Models, losses, weighting, metrics, pictures and the train step must not pull in
+    TensorFlow or clu's metric writers: they run on machines that have only JAX."""
     code = (
-        "import sys, mtnets.losses, mtnets.metrics, mtnets.visualize\n"
+        "import sys, mtnets.losses, mtnets.metrics, mtnets.visualize, mtnets.models\n"
+        "import mtnets.weighting, mtnets.tasks, mtnets.sharding, mtnets.train.step\n"
+        "import mtnets.train.state, mtnets.train.checkpointing, mtnets.train.evaluate\n"
         "bad = [m for m in sys.modules if m.split('.')[0] == 'tensorflow'"
         " or m.startswith('clu.metric_writers')]\n"
         "assert not bad, bad\n"

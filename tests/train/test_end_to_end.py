@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from configs.synthetic.tiny import get_config
+from mtnets.data.pipeline import InputPipeline
 from mtnets.train import checkpointing, loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -103,3 +105,25 @@ def test_eval_without_checkpoint_is_a_clear_error(tmp_path, tfds_data_dir):
 def test_eval_of_a_missing_step_is_a_clear_error(trained, tfds_data_dir):
     with pytest.raises(FileNotFoundError, match="step 4"):
         loop.evaluate_checkpoint(tiny_config(tfds_data_dir), trained["straight"], step=4)
+
+
+def test_sigterm_saves_the_current_step_and_a_restart_continues(tmp_path, tfds_data_dir,
+                                                               monkeypatch):
+    """Preemption: SIGTERM after step 2 (no checkpoint is due there) saves step 2 and stops."""
+    original = InputPipeline.train_batches
+
+    def preempted_during_step_two(self, start_step=0):
+        for count, batch in enumerate(original(self, start_step)):
+            if count == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield batch
+
+    monkeypatch.setattr(InputPipeline, "train_batches", preempted_during_step_two)
+    workdir = str(tmp_path)
+    state = loop.train_and_evaluate(tiny_config(tfds_data_dir), workdir)
+    assert int(state.step) == 2  # the step in flight when the signal came completes
+    assert checkpointing.Checkpointer(workdir, read_only=True).all_steps() == [2]
+    monkeypatch.setattr(InputPipeline, "train_batches", original)
+    state = loop.train_and_evaluate(tiny_config(tfds_data_dir), workdir)
+    assert int(state.step) == 6
+    assert checkpointing.Checkpointer(workdir, read_only=True).all_steps() == [2, 3, 6]
