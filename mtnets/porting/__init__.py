@@ -1,0 +1,1 @@
+"""Weights from elsewhere: reference PyTorch state dicts and ImageNet checkpoints."""
