@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import jax
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
@@ -87,7 +86,7 @@ def check_shapes(variables: Mapping, expected: Mapping) -> None:
     """Raises, listing every difference, unless `variables` has exactly the paths and shapes of
     `expected` (e.g. `jax.eval_shape(model.init, ...)`)."""
     got = {"/".join(k): np.shape(v) for k, v in flatten_dict(dict(variables)).items()}
-    want = {"/".join(k): tuple(v.shape) for k, v in flatten_dict(_to_dict(expected)).items()}
+    want = {"/".join(k): tuple(v.shape) for k, v in flatten_dict(dict(expected)).items()}
     problems = [f"missing {k} {s}" for k, s in want.items() if k not in got]
     problems += [f"unexpected {k} {s}" for k, s in got.items() if k not in want]
     problems += [
@@ -104,7 +103,3 @@ def check_shapes(variables: Mapping, expected: Mapping) -> None:
 def nest(flat: Mapping[str, Any]) -> dict:
     """`{"a/b/c": x}` -> `{"a": {"b": {"c": x}}}`."""
     return unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
-
-
-def _to_dict(tree):
-    return jax.tree.map(lambda x: x, dict(tree)) if not isinstance(tree, dict) else tree
