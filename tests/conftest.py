@@ -25,3 +25,16 @@ import pytest  # noqa: E402
 def tfds_data_dir(tmp_path_factory) -> str:
     """A TFDS data dir shared by the tests; builders generate into it on first use."""
     return str(tmp_path_factory.mktemp("tensorflow_datasets"))
+
+
+@pytest.fixture(scope="session")
+def straight_run(tmp_path_factory, tfds_data_dir):
+    """An uninterrupted 6-step run of `configs/synthetic/tiny.py` (checkpoints at 3 and 6):
+    the reference that interrupted and resumed runs must reproduce exactly."""
+    from configs.synthetic.tiny import get_config
+    from mtnets.train import loop
+
+    config = get_config()
+    config.dataset.data_dir = tfds_data_dir
+    workdir = str(tmp_path_factory.mktemp("straight"))
+    return workdir, loop.train_and_evaluate(config, workdir)

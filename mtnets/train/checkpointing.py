@@ -2,58 +2,96 @@
 
 A checkpoint is the whole `TrainState` (step, params, batch statistics, optimizer state,
 loss-weighting state, PRNG key) under `<workdir>/checkpoints/<step>/`. Orbax writes it
-asynchronously to a temporary directory and renames it when complete, so an interrupted write
-never shadows the previous good checkpoint. The data stream needs no saved state: it is a
-function of the step (see `mtnets.data.pipeline`).
+asynchronously to `<step>.orbax-checkpoint-tmp` and renames it when complete, so a process
+killed during a save never leaves a half-written `<step>`; leftover temporary directories are
+removed when the next run starts. The data stream needs no saved state: it is a function of the
+step (see `mtnets.data.pipeline`).
+
+Restoring for training (`restore_latest`) walks back from the newest checkpoint: one that cannot
+be read (corrupted files, a disk error) is moved to `<workdir>/checkpoints_unreadable/` with a
+warning naming it, never deleted, and the previous one is tried. A checkpoint that reads fine but
+holds another model's state is an error (`CheckpointMismatchError`), not a reason to fall back.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import time
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint whose arrays do not fit the state of the configured model."""
 
 
 class Checkpointer:
     """Periodic, asynchronous saves keeping the newest `max_to_keep`; restore by step."""
 
     def __init__(self, workdir: str, *, max_to_keep: int = 3, read_only: bool = False):
-        self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+        self.workdir = os.path.abspath(workdir)
+        self.directory = os.path.join(self.workdir, "checkpoints")
+        self.read_only = read_only
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
             create=not read_only,
-            read_only=read_only,
+            cleanup_tmp_directories=not read_only,
             enable_async_checkpointing=not read_only,
         )
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=options, item_handlers=ocp.StandardCheckpointHandler()
+        )
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
     def all_steps(self) -> list[int]:
-        return list(self.manager.all_steps())
+        return sorted(self.manager.all_steps())
 
     def save(self, step: int, state, *, force: bool = False) -> bool:
         """Starts writing `state` as checkpoint `step` (returns at once; see `wait`)."""
         return self.manager.save(step, args=ocp.args.StandardSave(state), force=force)
 
     def restore(self, target, step: int | None = None):
-        """The checkpoint `step` (default: the latest) laid out like `target`.
+        """Checkpoint `step` (default: the latest) laid out like `target`.
 
-        `target` is a state, or its `jax.eval_shape` with shardings, that gives the structure,
-        dtypes and placement of the restored arrays.
+        `target` is the state's `jax.eval_shape` with shardings (or a state): it gives the
+        structure, dtypes and placement of the restored arrays. A missing step, a checkpoint of
+        another model or an unreadable one is an error naming the directory.
         """
-        step = self.latest_step() if step is None else step
-        if step is None:
+        steps = self.all_steps()
+        if not steps:
             raise FileNotFoundError(f"No checkpoint in {self.directory}.")
-        if step not in self.all_steps():
+        step = steps[-1] if step is None else step
+        if step not in steps:
             raise FileNotFoundError(
-                f"No checkpoint of step {step} in {self.directory}; "
-                f"the saved steps are {self.all_steps()}."
+                f"No checkpoint of step {step} in {self.directory}; the saved steps are {steps}."
             )
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-        return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        self.check_matches(step, target)
+        return self._restore(step, target)
+
+    def restore_latest(self, target):
+        """The newest readable checkpoint (None if there is none); see the module docstring."""
+        for step in reversed(self.all_steps()):
+            try:
+                metadata = self.manager.item_metadata(step)
+            except Exception as error:  # noqa: BLE001  (any read failure means unreadable)
+                self._set_aside(step, error)
+                continue
+            _check_metadata(self._path(step), metadata, target)
+            try:
+                return self._restore(step, target)
+            except Exception as error:  # noqa: BLE001
+                self._set_aside(step, error)
+        return None
+
+    def check_matches(self, step: int, target) -> None:
+        """Raises `CheckpointMismatchError` if checkpoint `step` does not fit `target`."""
+        _check_metadata(self._path(step), self.manager.item_metadata(step), target)
 
     def wait(self) -> None:
         """Blocks until every started save is on disk."""
@@ -61,3 +99,98 @@ class Checkpointer:
 
     def close(self) -> None:
         self.manager.close()
+
+    # -----------------------------------------------------------------------------------------
+    def _path(self, step: int) -> str:
+        return os.path.join(self.directory, str(step))
+
+    def _restore(self, step: int, target):
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+    def _set_aside(self, step: int, error: Exception) -> None:
+        path = self._path(step)
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        if self.read_only:
+            logging.warning("Checkpoint %s is unreadable (%s); skipping it.", path, reason)
+            return
+        destination = os.path.join(self.workdir, "checkpoints_unreadable", str(step))
+        if os.path.exists(destination):
+            destination += f".{int(time.time())}"
+        if jax.process_index() == 0:
+            os.makedirs(os.path.dirname(destination), exist_ok=True)
+            shutil.move(path, destination)
+        logging.warning(
+            "Checkpoint %s is unreadable (%s); moved it to %s and trying an earlier one.",
+            path,
+            reason,
+            destination,
+        )
+        self.manager.reload()
+
+
+def _check_metadata(path: str, metadata, target) -> None:
+    """Compares the saved arrays' paths and shapes with those of `target`."""
+    tree = metadata.tree if hasattr(metadata, "tree") else metadata
+    saved = {_path_name(p): tuple(m.shape) for p, m in jax.tree_util.tree_leaves_with_path(tree)}
+    wanted = {
+        _path_name(p): tuple(np.shape(x)) for p, x in jax.tree_util.tree_leaves_with_path(target)
+    }
+    if saved == wanted:
+        return
+    missing = sorted(set(wanted) - set(saved))
+    extra = sorted(set(saved) - set(wanted))
+    reshaped = sorted(k for k in set(saved) & set(wanted) if saved[k] != wanted[k])
+    details = []
+    for label, keys in (
+        ("missing", missing),
+        ("not in this model", extra),
+        ("other shape", reshaped),
+    ):
+        if keys:
+            details.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
+    raise CheckpointMismatchError(
+        f"Checkpoint {path} holds the state of another model than this config's: "
+        + "; ".join(details)
+        + ". Use the config it was trained with, or another --workdir."
+    )
+
+
+def _path_name(path) -> str:
+    names = []
+    for key in path:
+        for attribute in ("key", "name", "idx"):
+            if hasattr(key, attribute):
+                names.append(str(getattr(key, attribute)))
+                break
+    return "/".join(names)
+
+
+def state_bytes(state) -> int:
+    """Bytes of all arrays of a state (or of its `jax.eval_shape`)."""
+    return sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(state))
+
+
+def check_workdir(workdir: str, needed_bytes: int) -> None:
+    """Fails at start, not hours later, if checkpoints cannot be written to `workdir`: it must
+    be creatable and writable, with room for `needed_bytes`."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, f".write_test.{os.getpid()}")
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+        os.remove(probe)
+    except OSError as error:
+        raise OSError(
+            f"The workdir {workdir} is not writable ({error.strerror or error}); "
+            "choose another --workdir or fix its permissions."
+        ) from error
+    free = shutil.disk_usage(workdir).free
+    if free < needed_bytes:
+        raise OSError(
+            f"Only {free / 2**20:.1f} MiB are free on the disk of {workdir}, but the checkpoints "
+            f"of this run need about {needed_bytes / 2**20:.1f} MiB. Free some space or choose "
+            "another --workdir."
+        )

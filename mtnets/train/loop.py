@@ -60,19 +60,23 @@ def create_optimizer(config, schedule: optax.Schedule) -> optax.GradientTransfor
 
 
 class Experiment:
-    """Everything built from a config that both training and evaluation use."""
+    """Everything built from a config that both training and evaluation use.
+
+    The cheap checks come first (names of tasks, model, optimizer, weighting; the model is
+    built), then the mesh and the data, and only then are the steps compiled, so a bad config
+    fails in seconds with the field named.
+    """
 
     def __init__(self, config):
         config_utils.validate(config)
         self.config = config
-        self.mesh = sharding.create_mesh(config.num_devices)
-        self.tasks = tuple(dict.fromkeys((*config.tasks, *config.get("aux_tasks", ()))))
         self.specs = task_specs(config.tasks, config.dataset.name)
-        self.data = InputPipeline(config, self.mesh)
         self.model = create_model(config)
         self.schedule = create_schedule(config)
         self.tx = create_optimizer(config, self.schedule)
         self.weighting = create_weighting(config, config.tasks)
+        self.mesh = sharding.create_mesh(config.num_devices)
+        self.data = InputPipeline(config, self.mesh)
         init = jax.tree_util.Partial(
             create_train_state,
             self.model,
@@ -150,25 +154,22 @@ class _Preemption:
 
 
 def train_and_evaluate(config, workdir: str):
-    """Trains `config` in `workdir` (resuming from its latest checkpoint) and evaluates.
-
-    Returns the final train state.
-    """
+    """Trains `config` in `workdir` (resuming from its latest readable checkpoint) and
+    evaluates. Returns the final train state."""
     # ----------------------------------------------------------------------------------------
     # Set-up: everything is checked and shaped before anything heavy is compiled.
-    os.makedirs(workdir, exist_ok=True)
     experiment = Experiment(config)
-    writer = metric_writers.create_default_writer(
-        workdir, just_logging=jax.process_index() > 0, asynchronous=True
-    )
+    checkpoint_bytes = checkpointing.state_bytes(experiment.abstract_state)
+    checkpointing.check_workdir(workdir, checkpoint_bytes * (config.keep_checkpoints + 2))
+    writer, per_step_writer = _create_writers(workdir)
     checkpointer = checkpointing.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
 
     # ----------------------------------------------------------------------------------------
     # Restore or initialise.
-    if checkpointer.latest_step() is not None:
-        state = checkpointer.restore(experiment.abstract_state)
+    state = checkpointer.restore_latest(experiment.abstract_state)
+    if state is not None:
         logging.info(
-            "Resumed from checkpoint of step %d in %s.", int(state.step), checkpointer.directory
+            "Resumed from the checkpoint of step %d in %s.", int(state.step), checkpointer.directory
         )
     else:
         state = experiment.initial_state()
@@ -191,20 +192,20 @@ def train_and_evaluate(config, workdir: str):
         num_train_steps=total, writer=writer, every_steps=config.log_every_steps
     )
     preemption = _Preemption()
-    history = []
+    history = _History(initial_step)
     try:
         for step in range(initial_step + 1, total + 1):
             with jax.profiler.StepTraceAnnotation("train", step_num=step):
                 state, scalars = experiment.train_step(state, next(batches))
-            history.append(scalars)
+            history.append(scalars, per_step_writer)
             progress(step)
             if step % config.log_every_steps == 0 or step == total:
-                _log_scalars(writer, step, history, experiment, state)
-                history = []
+                _log_scalars(writer, step, history.flush(), experiment)
             if step % config.eval_every_steps == 0 or step == total:
                 with progress.timed("eval"):
                     experiment.evaluate(state, workdir, step, writer)
             if step % config.checkpoint_every_steps == 0 or step == total or preemption.requested:
+                history.check_finite()  # never save a state that a bad loss has reached
                 checkpointer.save(step, state, force=True)
             if preemption.requested:
                 logging.warning("Stopped at step %d after SIGTERM; the checkpoint is saved.", step)
@@ -214,18 +215,63 @@ def train_and_evaluate(config, workdir: str):
         checkpointer.wait()
         checkpointer.close()
         writer.flush()
+        per_step_writer.flush()
     return state
 
 
-def _log_scalars(writer, step, history, experiment, state):
-    """Writes averaged train scalars; stops with the step and task if a loss is not finite."""
-    scalars = mean_scalars(history)
-    for name, value in scalars.items():
-        if name.startswith("loss") and not np.isfinite(value):
-            raise FloatingPointError(
-                f"Training diverged before step {step}: {name} is {value}. The last good "
-                "checkpoint is kept; lower the learning rate or check the data."
+class _History:
+    """Per-step scalars since the last log: averaged for logging, checked for NaN/Inf, and the
+    loss weights written every step (one step behind, so the host never waits on the step in
+    flight)."""
+
+    def __init__(self, last_step: int):
+        self.first_step = last_step + 1
+        self.steps: list = []
+
+    def append(self, scalars, per_step_writer) -> None:
+        if self.steps:
+            step = self.first_step + len(self.steps) - 1
+            previous = jax.device_get(self.steps[-1])
+            per_step_writer.write_scalars(
+                step, {f"train/{k}": v for k, v in previous.items() if k.startswith("weight/")}
             )
+        self.steps.append(scalars)
+
+    def check_finite(self) -> None:
+        """Raises naming the first step and task whose loss is NaN or infinite."""
+        for offset, scalars in enumerate(jax.device_get(self.steps)):
+            # Per-task losses first: they say which task went bad; the total follows from them.
+            names = sorted((n for n in scalars if n.startswith("loss")), key=lambda n: "/" not in n)
+            for name in names:
+                value = scalars[name]
+                if not np.isfinite(value):
+                    task = name.partition("/")[2] or "the weighted total"
+                    raise FloatingPointError(
+                        f"Step {self.first_step + offset}: the loss of task {task!r} is "
+                        f"{float(value)}. Training stopped; the checkpoints written before this "
+                        "step are kept. Lower the learning rate or check the data."
+                    )
+
+    def flush(self) -> list:
+        self.check_finite()
+        steps, self.steps = self.steps, []
+        self.first_step += len(steps)
+        return steps
+
+
+def _create_writers(workdir: str):
+    """The console + TensorBoard writer (process 0 only writes summaries), and a
+    TensorBoard-only writer for what is written every step."""
+    if jax.process_index() > 0:
+        quiet = metric_writers.MultiWriter([])
+        return metric_writers.create_default_writer(None, just_logging=True), quiet
+    writer = metric_writers.create_default_writer(workdir, asynchronous=True)
+    return writer, metric_writers.AsyncMultiWriter([metric_writers.SummaryWriter(workdir)])
+
+
+def _log_scalars(writer, step, history, experiment):
+    """Writes train scalars averaged since the last log."""
+    scalars = mean_scalars(history)
     scalars["learning_rate"] = float(experiment.schedule(step - 1))
     writer.write_scalars(step, {f"train/{k}": v for k, v in scalars.items()})
     logging.info(

@@ -27,11 +27,10 @@ def tiny_config(data_dir, **overrides):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tfds_data_dir):
+def trained(tmp_path_factory, tfds_data_dir, straight_run):
     """An uninterrupted 6-step run, and the same run as if killed after its step-3 checkpoint
     (its workdir copied without checkpoint 6) and then restarted."""
-    straight = str(tmp_path_factory.mktemp("straight"))
-    straight_state = loop.train_and_evaluate(tiny_config(tfds_data_dir), straight)
+    straight, straight_state = straight_run
     resumed = str(tmp_path_factory.mktemp("resumed") / "workdir")
     shutil.copytree(straight, resumed)
     shutil.rmtree(os.path.join(resumed, "checkpoints", "6"))
