@@ -75,7 +75,7 @@ class Experiment:
         self.schedule = create_schedule(config)
         self.tx = create_optimizer(config, self.schedule)
         self.weighting = create_weighting(config, config.tasks)
-        self.mesh = sharding.create_mesh(config.num_devices)
+        self.mesh = sharding.create_mesh(config.num_devices, config.get("model_parallelism", 1))
         self.data = InputPipeline(config, self.mesh)
         init = jax.tree_util.Partial(
             create_train_state,
@@ -86,7 +86,7 @@ class Experiment:
             config.seed,
         )
         abstract = jax.eval_shape(init)
-        self.state_shardings = jax.tree.map(lambda _: sharding.replicated(self.mesh), abstract)
+        self.state_shardings = sharding.state_shardings(self.mesh, abstract)
         self._init = jax.jit(init, out_shardings=self.state_shardings)
         self.abstract_state = jax.tree.map(
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
