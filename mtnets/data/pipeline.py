@@ -31,6 +31,10 @@ from mtnets import sharding
 from mtnets.data import augment
 
 LABEL_MAPS = ("semseg", "human_parts", "edge", "sal")  # stored as [H, W, 1] integer images
+# config.dataset.augmentation: the training transform (and the matching evaluation transform).
+AUGMENTATIONS = ("synthetic", "nyud", "pascal", "lorenmt", "none")
+# Fill of each label when an evaluation label is padded to config.dataset.eval_canvas.
+CANVAS_FILL = {"semseg": 255, "human_parts": 255, "edge": 0, "sal": 0, "depth": 0, "normals": 0}
 
 
 class InputPipeline:
@@ -42,6 +46,30 @@ class InputPipeline:
         self.local_batch_size = sharding.local_batch_size(config.batch_size, mesh)
         self.sharding = sharding.batch_sharding(mesh)
         self.builder = _prepared_builder(config.dataset)
+        self.augmentation = config.dataset.get("augmentation", "synthetic")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(
+                f"Unknown config.dataset.augmentation {self.augmentation!r}; "
+                f"choose one of {', '.join(AUGMENTATIONS)}."
+            )
+        features = self.builder.info.features
+        self._jpeg_image = getattr(features["image"], "encoding_format", None) == "jpeg"
+        self._uint8_image = features["image"].np_dtype == np.uint8
+        size = config.dataset.get("image_size")
+        self.input_size = tuple(size) if size else tuple(features["image"].shape[:2])
+        if None in self.input_size:
+            raise ValueError(
+                f"Dataset {self.builder.info.full_name} has images of varying size: set "
+                "config.dataset.image_size, e.g. (512, 512) for pascal_context_mt."
+            )
+        stored = tuple(features["image"].shape[:2])
+        if self.augmentation != "pascal" and self.input_size != stored:
+            raise ValueError(
+                f"config.dataset.image_size {self.input_size} differs from the stored size "
+                f"{stored}; only augmentation 'pascal' resizes (FixedResize)."
+            )
+        canvas = config.dataset.get("eval_canvas")
+        self.eval_canvas = tuple(canvas) if canvas else None
         missing = [t for t in self.tasks if t not in self.builder.info.features]
         if missing:
             raise ValueError(
@@ -50,7 +78,8 @@ class InputPipeline:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.builder.info.features["image"].shape)
+        """The model's input `[H, W, 3]`: config.dataset.image_size, else the stored size."""
+        return (*self.input_size, 3)
 
     def num_examples(self, split: str) -> int:
         return self.builder.info.splits[split].num_examples
@@ -64,8 +93,13 @@ class InputPipeline:
     def train_dataset(self, start_step: int = 0) -> tf.data.Dataset:
         """This process's batches (NumPy-convertible) from step `start_step + 1` on."""
         split = tfds.split_for_jax_process(self.config.dataset.train_split, drop_remainder=True)
-        examples = self.builder.as_dataset(split=split, shuffle_files=False)
+        examples = self._read(split)
         size = self.num_examples(split)
+        if self.tasks == ("human_parts",):
+            # As the reference when human parts is the only task: train on the images that
+            # have parts only (`MTL:data/pascal_context.py`); evaluation ignores the others.
+            examples = examples.filter(lambda ex: tf.reduce_any(ex["human_parts"] != 255))
+            size = _count(examples)
         buffer = max(1, min(self.config.dataset.shuffle_buffer, size))
         seed = tf.constant([self.config.seed, jax.process_index()], tf.int64)
 
@@ -87,13 +121,20 @@ class InputPipeline:
 
     def _train_example(self, example, seed):
         fields = self._fields(example)
-        scale_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        cfg = self.config.dataset
-        if cfg.scale_max > cfg.scale_min or cfg.scale_min != 1.0:
-            fields = augment.random_scale_crop(fields, scale_seed, cfg.scale_min, cfg.scale_max)
-        if cfg.flip:
-            fields = augment.random_flip(fields, flip_seed)
-        return self._finish(fields, tf.constant(True))
+        if self.augmentation == "nyud":
+            fields = augment.nyud_train(fields, seed)
+        elif self.augmentation == "pascal":
+            fields = augment.pascal_train(fields, seed, self.input_size)
+        elif self.augmentation == "lorenmt":
+            fields = augment.lorenmt_train(fields, seed)
+        elif self.augmentation == "synthetic":
+            scale_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+            cfg = self.config.dataset
+            if cfg.scale_max > cfg.scale_min or cfg.scale_min != 1.0:
+                fields = augment.random_scale_crop(fields, scale_seed, cfg.scale_min, cfg.scale_max)
+            if cfg.flip:
+                fields = augment.random_flip(fields, flip_seed)
+        return self._finish(self._fixed_size(fields), tf.constant(True))
 
     # ---------------------------------------------------------------------------------------
     # Evaluation.
@@ -106,36 +147,109 @@ class InputPipeline:
         split = tfds.split_for_jax_process(name, drop_remainder=False)
         per_process = math.ceil(self.num_examples(name) / jax.process_count())
         num_batches = math.ceil(per_process / self.local_batch_size)
-        examples = self.builder.as_dataset(split=split, shuffle_files=False)
-        examples = examples.map(
-            lambda ex: self._finish(self._fields(ex), tf.constant(True)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+        examples = self._read(split)
+        examples = examples.map(self._eval_example, num_parallel_calls=tf.data.AUTOTUNE)
         padding = tf.data.Dataset.from_tensors(
             {k: tf.zeros(s.shape, s.dtype) for k, s in examples.element_spec.items()}
         ).repeat()
         examples = examples.concatenate(padding).take(num_batches * self.local_batch_size)
         return examples.batch(self.local_batch_size).prefetch(2)
 
+    def _eval_example(self, example):
+        """The reference's test transform. With `eval_canvas` (PASCAL), the image is resized to
+        the input size while the labels keep their original size, padded to the canvas (ignore
+        for semseg/human_parts, 0 otherwise), with `orig_size` `[2]` int32 = (h, w); the eval
+        step resizes its predictions back to that size (`mtnets.data.resize`)."""
+        fields = self._fields(example)
+        if self.eval_canvas is None:
+            if self.augmentation == "nyud":
+                fields = augment.nyud_finish(fields)
+            elif self.augmentation == "pascal":
+                fields = augment.pascal_finish(fields, self.input_size)
+            return self._finish(self._fixed_size(fields), tf.constant(True))
+        labels = {k: v for k, v in fields.items() if k != "image"}
+        if "human_parts" in labels and self.augmentation == "pascal":
+            labels["human_parts"] = augment.parts_ignore_if_empty(labels["human_parts"])
+        if "normals" in labels:
+            labels["normals"] = augment.renormalize(labels["normals"])
+        orig_size = tf.shape(fields["image"])[:2]
+        image = augment.fixed_resize({"image": fields["image"]}, self.input_size)["image"]
+        fields = {"image": augment.to_uint8_range(image), **labels}
+        out = self._finish(self._pad_to_canvas(fields, orig_size, example["id"]), True)
+        out["orig_size"] = tf.cast(orig_size, tf.int32)
+        return out
+
+    def _pad_to_canvas(self, fields: dict, orig_size, example_id) -> dict:
+        canvas_h, canvas_w = self.eval_canvas
+        check = tf.debugging.Assert(
+            tf.reduce_all(orig_size <= tf.constant([canvas_h, canvas_w])),
+            [
+                f"An image is larger than config.dataset.eval_canvas {self.eval_canvas}:",
+                example_id,
+                orig_size,
+            ],
+        )
+        out = {"image": fields["image"]}
+        with tf.control_dependencies([check]):
+            for key, value in fields.items():
+                if key == "image":
+                    continue
+                pad = [[0, canvas_h - orig_size[0]], [0, canvas_w - orig_size[1]], [0, 0]]
+                value = tf.pad(value, pad, constant_values=tf.cast(CANVAS_FILL[key], value.dtype))
+                out[key] = tf.ensure_shape(value, (canvas_h, canvas_w, value.shape[-1]))
+        return out
+
     # ---------------------------------------------------------------------------------------
+    def _read(self, split) -> tf.data.Dataset:
+        """The stored examples; JPEG images come undecoded and are decoded by `_fields`."""
+        decoders = {"image": tfds.decode.SkipDecoding()} if self._jpeg_image else None
+        return self.builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
+
     def _fields(self, example) -> dict:
-        """The image and this experiment's labels, each `[H, W, C]`."""
-        fields = {"image": example["image"]}
+        """The image and this experiment's labels, each `[H, W, C]`.
+
+        JPEGs are decoded with libjpeg's accurate integer DCT, the one PIL uses, so the pixels
+        are those the reference reads. uint8 normals (pascal_context_mt) are PNG codes c ->
+        2 c / 255 - 1, with (0, 0, 0) meaning invalid (-> all-zero normals)."""
+        image = example["image"]
+        if self._jpeg_image:
+            image = tf.io.decode_jpeg(image, channels=3, dct_method="INTEGER_ACCURATE")
+        fields = {"image": image}
         for task in self.tasks:
             value = example[task]
-            fields[task] = value[..., None] if task == "depth" else value
+            if task == "depth":
+                value = value[..., None]
+            elif task == "normals" and value.dtype == tf.uint8:
+                valid = tf.reduce_any(value != 0, axis=-1, keepdims=True)
+                decoded = 2.0 * tf.cast(value, tf.float32) / 255.0 - 1.0
+                value = tf.where(valid, decoded, 0.0)
+            elif task == "human_parts" and self.augmentation == "pascal":
+                # The reference's loader gives zeros for images without people; they become
+                # ignore after the transforms (AddIgnoreRegions).
+                value = tf.where(value == 255, tf.zeros_like(value), value)
+            fields[task] = value
         return fields
+
+    def _fixed_size(self, fields: dict) -> dict:
+        """Fields at the input size; a clear error if a transform left another size."""
+        h, w = self.input_size
+        return {k: tf.ensure_shape(v, (h, w, v.shape[-1])) for k, v in fields.items()}
 
     def _finish(self, fields: dict, valid) -> dict:
         """`[H, W, C]` fields -> the batch conventions of `mtnets.tasks`."""
-        out = {"image": augment.normalize_image(fields["image"]), "mask": valid}
+        image = tf.cast(fields["image"], tf.float32)
+        if self._uint8_image:
+            image = image / 255.0
+        if self.config.dataset.get("image_normalization", "imagenet") == "imagenet":
+            image = (image - tf.constant(augment.MEAN_RGB)) / tf.constant(augment.STD_RGB)
+        out = {"image": image, "mask": tf.convert_to_tensor(valid)}
         for task in self.tasks:
             value = fields[task]
             if task in LABEL_MAPS:
                 value = tf.cast(value[..., 0], tf.int32)
             elif task == "depth":
                 value = value[..., 0]
-            out[task] = value
+            out[task] = tf.cast(value, tf.float32) if task in ("depth", "normals") else value
         return out
 
     def _global(self, dataset: tf.data.Dataset) -> Iterator[dict[str, jax.Array]]:
@@ -144,6 +258,13 @@ class InputPipeline:
                 lambda x: jax.make_array_from_process_local_data(self.sharding, np.asarray(x)),
                 local,
             )
+
+
+def _count(dataset: tf.data.Dataset) -> int:
+    count = int(dataset.reduce(np.int64(0), lambda n, _: n + 1).numpy())
+    if count == 0:
+        raise ValueError("No training example has labels for the configured tasks.")
+    return count
 
 
 def _prepared_builder(dataset_config) -> tfds.core.DatasetBuilder:
@@ -155,12 +276,14 @@ def _prepared_builder(dataset_config) -> tfds.core.DatasetBuilder:
         builder = tfds.builder(name, data_dir=dataset_config.get("data_dir"))
     except tfds.core.registered.DatasetNotFoundError as error:
         raise ValueError(f"Unknown config.dataset.name {dataset_config.name!r}: {error}") from None
+    # Never downloads; the real datasets read their archive from the manual dir
+    # (config.dataset.manual_dir, default <data_dir>/downloads/manual).
+    download_config = tfds.download.DownloadConfig(
+        try_download_gcs=False, manual_dir=dataset_config.get("manual_dir")
+    )
     if jax.process_index() == 0:
-        builder.download_and_prepare(download_config=_NO_DOWNLOADS)
+        builder.download_and_prepare(download_config=download_config)
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices(f"prepared {name}")
-        builder.download_and_prepare(download_config=_NO_DOWNLOADS)
+        builder.download_and_prepare(download_config=download_config)
     return builder
-
-
-_NO_DOWNLOADS = tfds.download.DownloadConfig(try_download_gcs=False)
