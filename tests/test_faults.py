@@ -235,3 +235,61 @@ def test_full_disk_fails_at_start(tmp_path, tfds_data_dir, monkeypatch):
     with pytest.raises(OSError, match=r"Only 1.0 MiB are free .* need about"):
         loop.train_and_evaluate(tiny_config(tfds_data_dir), str(tmp_path))
     assert not os.path.exists(os.path.join(tmp_path, "checkpoints"))
+
+
+# ------------------------------------------------------------------------------------------
+# 5. Bad data reaching the pipeline: a clear error that names the example (the builders name
+#    the file: tests/data/test_{nyud_mt,pascal_context_mt,nyuv2_mtan}.py).
+@pytest.fixture(scope="module")
+def pipeline(tfds_data_dir):
+    from mtnets import sharding
+
+    return InputPipeline(tiny_config(tfds_data_dir), sharding.create_mesh(-1))
+
+
+def bad_example(**overrides):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    example = {
+        "id": "train/00007",
+        "image": rng.integers(0, 255, (32, 40, 3)).astype(np.uint8),
+        "semseg": rng.integers(0, 7, (32, 40, 1)).astype(np.uint8),
+        "depth": rng.uniform(1, 5, (32, 40)).astype(np.float32),
+        "normals": np.tile(np.array([0, 0, -1], np.float32), (32, 40, 1)),
+        "edge": np.zeros((32, 40, 1), np.uint8),
+        "sal": np.ones((32, 40, 1), np.uint8),
+        "human_parts": np.full((32, 40, 1), 255, np.uint8),
+    }
+    example.update(overrides)
+    return tf.data.Dataset.from_tensors(example)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            {"semseg": np.full((32, 40, 1), 9, np.uint8)},
+            r"train/00007 has semseg values outside the class ids \(0..6 or 255\)",
+        ),
+        (
+            {"depth": np.full((32, 40), -1.0, np.float32)},
+            "train/00007 has depth values outside finite values >= 0",
+        ),
+        (
+            {"depth": np.ones((30, 40), np.float32)},
+            "train/00007 has a depth label of size 30 40 but an image of size 32 40",
+        ),
+        ({"edge": np.full((32, 40, 1), 2, np.uint8)}, r"train/00007 has edge values outside"),
+    ],
+)
+def test_bad_labels_name_the_example(pipeline, overrides, message):
+    dataset = bad_example(**overrides).map(pipeline._fields).batch(1)
+    with pytest.raises(ValueError, match="Bad data in synthetic_scenes/tiny") as error:
+        next(pipeline._global(dataset))
+    assert __import__("re").search(message, str(error.value)), str(error.value)
+
+
+def test_good_labels_pass_the_checks(pipeline):
+    batch = next(pipeline._global(bad_example().map(pipeline._fields).repeat(8).batch(8)))
+    assert batch["semseg"].shape == (8, 32, 40, 1)

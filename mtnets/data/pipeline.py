@@ -18,6 +18,7 @@ epoch; no iterator state needs to be saved with a checkpoint.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 
 import jax
@@ -29,6 +30,7 @@ from jax.experimental import multihost_utils
 import mtnets.data.builders  # noqa: F401  (registers the builders with TFDS)
 from mtnets import sharding
 from mtnets.data import augment
+from mtnets.tasks import task_specs
 
 LABEL_MAPS = ("semseg", "human_parts", "edge", "sal")  # stored as [H, W, 1] integer images
 # config.dataset.augmentation: the training transform (and the matching evaluation transform).
@@ -228,7 +230,50 @@ class InputPipeline:
                 # ignore after the transforms (AddIgnoreRegions).
                 value = tf.where(value == 255, tf.zeros_like(value), value)
             fields[task] = value
-        return fields
+        return self._checked(fields, example.get("id", tf.constant("(no id)")))
+
+    def _checked(self, fields: dict, example_id) -> dict:
+        """`fields`, once every label has the image's height and width and values the losses
+        can take; otherwise an InvalidArgumentError that names the task and the example."""
+        specs = task_specs(self.tasks, self.config.dataset.name)
+        image_size = tf.shape(fields["image"])[:2]
+        checks = []
+        for task, spec in specs.items():
+            value = fields[task]
+            same_size = tf.reduce_all(tf.shape(value)[:2] == image_size)
+            checks.append(
+                tf.debugging.Assert(
+                    same_size,
+                    [
+                        "Example",
+                        example_id,
+                        f"has a {task} label of size",
+                        tf.shape(value)[:2],
+                        "but an image of size",
+                        image_size,
+                    ],
+                )
+            )
+            checks.append(
+                tf.debugging.Assert(
+                    _valid_values(spec, value),
+                    [
+                        "Example",
+                        example_id,
+                        f"has {task} values outside {_VALID[spec.kind]}"
+                        + (
+                            f" (0..{spec.channels - 1} or 255)"
+                            if spec.kind == "classification"
+                            else ""
+                        ),
+                        tf.reduce_min(value),
+                        tf.reduce_max(value),
+                    ],
+                    summarize=2,
+                )
+            )
+        with tf.control_dependencies(checks):
+            return {k: tf.identity(v) for k, v in fields.items()}
 
     def _fixed_size(self, fields: dict) -> dict:
         """Fields at the input size; a clear error if a transform left another size."""
@@ -253,11 +298,48 @@ class InputPipeline:
         return out
 
     def _global(self, dataset: tf.data.Dataset) -> Iterator[dict[str, jax.Array]]:
-        for local in dataset.as_numpy_iterator():
+        local_batches = dataset.as_numpy_iterator()
+        while True:
+            try:
+                local = next(local_batches)
+            except StopIteration:
+                return
+            except tf.errors.InvalidArgumentError as error:
+                name = self.builder.info.full_name
+                raise ValueError(f"Bad data in {name}: {_assertion_text(error)}") from None
             yield jax.tree.map(
                 lambda x: jax.make_array_from_process_local_data(self.sharding, np.asarray(x)),
                 local,
             )
+
+
+def _assertion_text(error: tf.errors.InvalidArgumentError) -> str:
+    """The words of a failed `tf.debugging.Assert`, without TensorFlow's graph decorations."""
+    message = error.message
+    if "assertion failed: " not in message:
+        return message
+    failed = message.split("assertion failed: ", 1)[1].split("\n", 1)[0]
+    return " ".join(re.findall(r"\[([^\[\]]*)\]", failed)).replace("( ", "(").replace(" )", ")")
+
+
+_VALID = {
+    "classification": "the class ids",
+    "binary": "{0, 1}",
+    "depth": "finite values >= 0",
+    "normals": "finite values",
+}
+
+
+def _valid_values(spec, value):
+    """Whether every label value is one that `spec`'s task allows."""
+    if spec.kind == "classification":
+        return tf.reduce_all((value < spec.channels) | (value == 255))
+    if spec.kind == "binary":
+        return tf.reduce_all((value == 0) | (value == 1))
+    finite = tf.reduce_all(tf.math.is_finite(value))
+    if spec.kind == "depth":
+        return finite & tf.reduce_all(value >= 0)
+    return finite
 
 
 def _count(dataset: tf.data.Dataset) -> int:
