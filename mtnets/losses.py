@@ -6,10 +6,21 @@ Predictions are cast to float32 first, so bf16 models get float32 losses, and ea
 a float32 scalar. A mask with no valid pixel gives 0 (never NaN), so padded or label-less batches
 are harmless, and the gradients stay finite there too.
 
-The conventions here are those of the MTL reference (SimonVandenhende/Multi-Task-Learning-PyTorch,
-`MTL:losses/loss_functions.py`). They are grouped in a per-convention table (`CONVENTIONS`) so
-that another set (lorenmt/mtan: NLL, masked L1, 1 - cosine) can be added next to it without
-touching the callers of `task_loss`.
+Two conventions, picked by name in `task_loss` (`config.loss.convention`):
+
+- "mtl": the MTL reference (SimonVandenhende/Multi-Task-Learning-PyTorch,
+  `MTL:losses/loss_functions.py`): cross-entropy with ignore 255, masked L1 depth, L1 on the
+  L2-normalised normals, balanced BCE for edges (`pos_weight` 0.95) and HED-balanced BCE for
+  saliency.
+- "lorenmt": lorenmt/mtan (`MTAN:im2im_pred/utils.py:14-32`): NLL on log_softmax, masked L1
+  depth, `1 - mean cosine` normals. lorenmt has no edge or saliency task; those keep the MTL
+  losses under this convention.
+
+Ignore values: lorenmt marks ignored semantic pixels with -1 and the MTL repo with 255; our
+batches always hold 255 (`mtnets.tasks.IGNORE_LABEL`), so both conventions see the same mask.
+lorenmt's depth and normals mask (`sum over channels of gt != 0`) is our "depth 0" / "normal all
+zero" invalid marker; a normal whose components merely sum to 0 counts as valid here (lorenmt
+would drop it, a measure-zero event for unit normals).
 """
 
 from __future__ import annotations
@@ -140,6 +151,45 @@ def balanced_bce(
     return total / jnp.maximum(count, 1.0)
 
 
+def nll_log_softmax(logits: jnp.ndarray, labels: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+    """lorenmt's semantic loss: `nll_loss(log_softmax(pred), label, ignore_index=-1)`, the mean
+    negative log-likelihood over valid pixels (`MTAN:im2im_pred/utils.py:14-17`).
+
+    The same quantity as `cross_entropy`; lorenmt's ignore value -1 is our 255 (see above).
+    """
+    return cross_entropy(logits, labels, mask)
+
+
+def depth_l1_lorenmt(pred: jnp.ndarray, target: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+    """lorenmt's depth loss: `sum |pred - gt| * mask / #valid pixels` (`MTAN:...utils.py:20-24`).
+
+    Args:
+      pred: `[B, H, W, 1]`; target: `[B, H, W]` (0 = unknown); mask: bool `[B, H, W]`.
+
+    Numerically the MTL L1 as well (one channel, so elements = pixels); kept separate so that the
+    convention table names the reference it follows.
+    """
+    return depth_l1(pred, target, mask)
+
+
+def normals_cosine(pred: jnp.ndarray, target: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+    """lorenmt's normals loss `1 - sum(pred . gt * mask) / #valid pixels` (`MTAN:...utils.py:
+    26-32`), i.e. 1 - the mean cosine between the unit prediction and the unit target.
+
+    Args:
+      pred: `[B, H, W, 3]` unnormalised (lorenmt's models normalise inside the network, ours
+        return raw vectors, so the loss L2-normalises them first).
+      target: `[B, H, W, 3]` unit normals, all zero where unknown.
+      mask: bool `[B, H, W]`.
+
+    An empty mask gives 0 (lorenmt divides 0 by 0 and gets NaN).
+    """
+    unit = l2_normalize(pred.astype(jnp.float32))
+    cosine = jnp.sum(unit * target.astype(jnp.float32), axis=-1)
+    any_valid = jnp.any(mask)
+    return jnp.where(any_valid, 1.0 - _masked_mean(cosine, mask), 0.0)
+
+
 LossFn = Callable[[jnp.ndarray, jnp.ndarray, jnp.ndarray], jnp.ndarray]
 
 
@@ -162,9 +212,23 @@ def _mtl_losses(edge_pos_weight: float) -> dict[str, LossFn]:
     }
 
 
-# Convention name -> factory of {task name: loss}. A new convention (e.g. "lorenmt") is one more
-# entry here; `task_loss` picks it by name.
-CONVENTIONS: dict[str, Callable[[float], dict[str, LossFn]]] = {"mtl": _mtl_losses}
+def _lorenmt_losses(edge_pos_weight: float) -> dict[str, LossFn]:
+    """lorenmt/mtan's loss per task (`model_fit` in `MTAN:im2im_pred/utils.py:14-32`); edge and
+    saliency, which lorenmt does not have, keep the MTL losses."""
+    return {
+        **_mtl_losses(edge_pos_weight),
+        "semseg": nll_log_softmax,
+        "human_parts": nll_log_softmax,
+        "depth": depth_l1_lorenmt,
+        "normals": normals_cosine,
+    }
+
+
+# Convention name -> factory of {task name: loss}; `task_loss` picks it by name.
+CONVENTIONS: dict[str, Callable[[float], dict[str, LossFn]]] = {
+    "mtl": _mtl_losses,
+    "lorenmt": _lorenmt_losses,
+}
 
 
 def task_loss(
@@ -188,7 +252,7 @@ def task_loss(
     """
     if convention not in CONVENTIONS:
         raise ValueError(
-            f"Unknown loss convention {convention!r}; known: {', '.join(CONVENTIONS)}."
+            f"Unknown config.loss.convention {convention!r}; known: {', '.join(CONVENTIONS)}."
         )
     losses = CONVENTIONS[convention](edge_pos_weight)
     if spec.name not in losses:

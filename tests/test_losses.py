@@ -200,3 +200,63 @@ def test_no_tensorflow_import():
     )
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+# --- lorenmt conventions ---------------------------------------------------------------
+
+
+def test_lorenmt_normals_is_one_minus_mean_cosine():
+    rng = _rng(11)
+    pred = rng.normal(size=(B, H, W, 3)).astype(np.float32)
+    target = rng.normal(size=(B, H, W, 3))
+    target /= np.linalg.norm(target, axis=-1, keepdims=True)
+    target[:, 0] = 0.0  # invalid rows
+    mask = np.any(target != 0, axis=-1)
+    unit = pred / np.linalg.norm(pred, axis=-1, keepdims=True)
+    # `MTAN:im2im_pred/utils.py:26-32`: 1 - sum(pred * gt * mask) / #valid pixels.
+    expected = 1 - np.sum(unit * target * mask[..., None]) / mask.sum()
+    got = losses.task_loss(
+        _spec("normals"),
+        jnp.asarray(pred),
+        jnp.asarray(target, jnp.float32),
+        jnp.asarray(mask),
+        convention="lorenmt",
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    empty = losses.normals_cosine(jnp.asarray(pred), jnp.asarray(target), jnp.zeros_like(mask))
+    assert float(empty) == 0.0
+
+
+def test_lorenmt_semseg_and_depth():
+    logits, labels = _seg_case(_rng(12))
+    mask = labels != IGNORE_LABEL
+    x = logits.astype(np.float64)
+    logp = (
+        x
+        - np.log(np.sum(np.exp(x - x.max(-1, keepdims=True)), -1, keepdims=True))
+        - x.max(-1, keepdims=True)
+    )
+    picked = np.take_along_axis(logp, np.where(mask, labels, 0)[..., None], -1)[..., 0]
+    # nll_loss(log_softmax, ignore_index): mean over non-ignored pixels.
+    got = losses.task_loss(
+        _spec("semseg"),
+        jnp.asarray(logits),
+        jnp.asarray(labels),
+        jnp.asarray(mask),
+        convention="lorenmt",
+    )
+    np.testing.assert_allclose(got, -picked[mask].mean(), rtol=1e-5)
+    rng = _rng(13)
+    target = rng.uniform(0.5, 5.0, (B, H, W)).astype(np.float32)
+    target[:, :2] = 0.0
+    pred = rng.uniform(0.5, 5.0, (B, H, W, 1)).astype(np.float32)
+    valid = target != 0  # lorenmt: sum over channels of gt != 0
+    got = losses.task_loss(
+        _spec("depth"),
+        jnp.asarray(pred),
+        jnp.asarray(target),
+        jnp.asarray(valid),
+        convention="lorenmt",
+    )
+    expected = np.sum(np.abs(pred[..., 0] - target) * valid) / valid.sum()
+    np.testing.assert_allclose(got, expected, rtol=1e-5)

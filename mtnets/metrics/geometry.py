@@ -8,6 +8,7 @@ the whole dataset, not averaged per image or per batch (`MTL:evaluation/eval_dep
 from __future__ import annotations
 
 import flax
+import jax
 import jax.numpy as jnp
 import numpy as np
 from clu import metrics
@@ -24,19 +25,38 @@ NORMALS_NUM_BINS = 18000
 NORMALS_THRESHOLDS = (11.25, 22.5, 30.0)
 
 
+# delta < 1.25^k, k = 1..3 (Eigen et al. 2014), as in the usual depth benchmarks.
+DEPTH_DELTAS = (1.25, 1.25**2, 1.25**3)
+
+
 @flax.struct.dataclass
 class DepthMetrics(metrics.Metric):
-    """Pixel-pooled depth errors: `rmse`, `log_rmse`, `abs_rel` and `abs_err`.
+    """Pixel-pooled depth errors and lorenmt's batch-averaged ones.
 
-    All fields are scalar sums over valid pixels (float32), `count` the number of valid pixels
-    (int32). `abs_err` (mean absolute error) is the lorenmt metric; it costs nothing to keep.
+    Pooled over all valid pixels of the set (MTL `eval_depth.py` for rmse and log_rmse; the
+    usual definitions for the others): `rmse`, `log_rmse`, `abs_rel` = mean |d| / gt,
+    `sq_rel` = mean d^2 / gt, `abs_err` = mean |d|, and `delta_<k>` = % of pixels with
+    max(gt / pred, pred / gt) < 1.25^k (pred <= 0 never counts).
+
+    lorenmt (`MTAN:im2im_pred/utils.py:176-181,203-208`) averages per *batch*: `abs_err_batch`
+    and `rel_err_batch` are the means over evaluation batches of each batch's mean |d| and
+    |d| / gt. They depend on the evaluation batch size, as in lorenmt (batch 2 there); a batch
+    with no valid pixel (e.g. all padding) is not counted.
+
+    Fields: float32 scalar sums, int32 `deltas [3]` counts, int32 `count` of valid pixels,
+    float32 sums of per-batch means and the int32 number of batches.
     """
 
     sq_err: jnp.ndarray
     log_sq_err: jnp.ndarray
     abs_err: jnp.ndarray
     abs_rel: jnp.ndarray
+    sq_rel: jnp.ndarray
+    deltas: jnp.ndarray
     count: jnp.ndarray
+    batch_abs_err: jnp.ndarray
+    batch_rel_err: jnp.ndarray
+    num_batches: jnp.ndarray
 
     @classmethod
     def from_model_output(
@@ -48,41 +68,53 @@ class DepthMetrics(metrics.Metric):
         gt = jnp.where(mask, target.astype(jnp.float32), 1.0)
         diff = pred - gt
         # log_rmse: pred <= 0 becomes 1e-9 (`MTL:evaluation/eval_depth.py`).
-        log_diff = jnp.log(gt) - jnp.log(jnp.where(pred > 0, pred, DEPTH_LOG_FLOOR))
+        safe_pred = jnp.where(pred > 0, pred, DEPTH_LOG_FLOOR)
+        log_diff = jnp.log(gt) - jnp.log(safe_pred)
+        ratio = jnp.maximum(gt / safe_pred, safe_pred / gt)
 
         def total(values: jnp.ndarray) -> jnp.ndarray:
             return jnp.sum(jnp.where(mask, values, 0.0))
 
+        count = jnp.sum(mask, dtype=jnp.int32)
+        abs_err, abs_rel = total(jnp.abs(diff)), total(jnp.abs(diff) / gt)
+        has_pixels = count > 0
         return cls(
             sq_err=total(jnp.square(diff)),
             log_sq_err=total(jnp.square(log_diff)),
-            abs_err=total(jnp.abs(diff)),
-            abs_rel=total(jnp.abs(diff) / gt),
-            count=jnp.sum(mask, dtype=jnp.int32),
+            abs_err=abs_err,
+            abs_rel=abs_rel,
+            sq_rel=total(jnp.square(diff) / gt),
+            deltas=jnp.stack([jnp.sum(mask & (ratio < d), dtype=jnp.int32) for d in DEPTH_DELTAS]),
+            count=count,
+            batch_abs_err=safe_divide(abs_err, count),
+            batch_rel_err=safe_divide(abs_rel, count),
+            num_batches=has_pixels.astype(jnp.int32),
         )
 
     @classmethod
     def empty(cls) -> DepthMetrics:
         zero = jnp.zeros((), jnp.float32)
-        return cls(zero, zero, zero, zero, jnp.zeros((), jnp.int32))
+        izero = jnp.zeros((), jnp.int32)
+        deltas = jnp.zeros((len(DEPTH_DELTAS),), jnp.int32)
+        return cls(zero, zero, zero, zero, zero, deltas, izero, zero, zero, izero)
 
     def merge(self, other: DepthMetrics) -> DepthMetrics:
-        return type(self)(
-            sq_err=self.sq_err + other.sq_err,
-            log_sq_err=self.log_sq_err + other.log_sq_err,
-            abs_err=self.abs_err + other.abs_err,
-            abs_rel=self.abs_rel + other.abs_rel,
-            count=self.count + other.count,
-        )
+        return jax.tree.map(jnp.add, self, other)
 
     def compute(self) -> dict[str, jnp.ndarray]:
-        """rmse = sqrt(sum (gt - pred)^2 / N), log_rmse alike on logs, abs_rel = mean |d| / gt."""
-        return {
+        """rmse = sqrt(sum (gt - pred)^2 / N), log_rmse alike on logs, and the rest as above."""
+        result = {
             "rmse": jnp.sqrt(safe_divide(self.sq_err, self.count)),
             "log_rmse": jnp.sqrt(safe_divide(self.log_sq_err, self.count)),
             "abs_rel": safe_divide(self.abs_rel, self.count),
+            "sq_rel": safe_divide(self.sq_rel, self.count),
             "abs_err": safe_divide(self.abs_err, self.count),
+            "abs_err_batch": safe_divide(self.batch_abs_err, self.num_batches),
+            "rel_err_batch": safe_divide(self.batch_rel_err, self.num_batches),
         }
+        for k in range(len(DEPTH_DELTAS)):
+            result[f"delta_{k + 1}"] = 100.0 * safe_divide(self.deltas[k], self.count)
+        return result
 
 
 def angular_error_degrees(prediction: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
@@ -100,13 +132,29 @@ def angular_error_degrees(prediction: jnp.ndarray, target: jnp.ndarray) -> jnp.n
     return jnp.degrees(jnp.arctan2(sin_part, cos_part))
 
 
+def masked_median(values: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+    """`np.median` of `values[mask]` (mean of the two middle values for an even count); 0 if
+    the mask is empty. One sort of all the values, so use it per batch, not per dataset."""
+    flat = jnp.where(mask, values, jnp.inf).reshape(-1)
+    ordered = jnp.sort(flat)
+    n = jnp.sum(mask, dtype=jnp.int32)
+    low = ordered[jnp.maximum((n - 1) // 2, 0)]
+    high = ordered[jnp.maximum(n // 2, 0)]
+    return jnp.where(n > 0, (low + high) / 2.0, 0.0)
+
+
 @flax.struct.dataclass
 class NormalsMetrics(metrics.Metric):
-    """Angular error statistics pooled over valid pixels: mean, rmse, median and % within.
+    """Angular error statistics pooled over valid pixels, and lorenmt's batch averages.
 
-    Fields: float32 sums of the error and its square, an int32 histogram of `NORMALS_NUM_BINS`
-    bins of `NORMALS_BIN_WIDTH` degrees for the median, int32 counts below each of
-    `NORMALS_THRESHOLDS`, and the int32 number of valid pixels.
+    Pooled (MTL `eval_normals.py`): `mean`, `rmse`, `median` and `within_<t>` (% of pixels).
+    The median comes from an int32 histogram of `NORMALS_NUM_BINS` bins of `NORMALS_BIN_WIDTH`
+    degrees (exact to within one bin, 0.01 degree; see `histogram_median`).
+
+    lorenmt (`MTAN:im2im_pred/utils.py:106-120`) computes mean, `np.median` and the fractions
+    within each threshold per evaluation *batch* and averages them over batches:
+    `mean_batch`, `median_batch`, `within_<t>_batch` (also in %). They depend on the batch
+    size (2 in lorenmt); a batch with no valid pixel is not counted.
     """
 
     angle_sum: jnp.ndarray
@@ -114,6 +162,10 @@ class NormalsMetrics(metrics.Metric):
     histogram: jnp.ndarray
     within: jnp.ndarray
     count: jnp.ndarray
+    batch_mean: jnp.ndarray
+    batch_median: jnp.ndarray
+    batch_within: jnp.ndarray
+    num_batches: jnp.ndarray
 
     @classmethod
     def from_model_output(
@@ -124,34 +176,42 @@ class NormalsMetrics(metrics.Metric):
         bins = jnp.clip(
             jnp.floor(angle / NORMALS_BIN_WIDTH).astype(jnp.int32), 0, NORMALS_NUM_BINS - 1
         )
-        within = [jnp.sum(mask & (angle < t), dtype=jnp.int32) for t in NORMALS_THRESHOLDS]
+        within = jnp.stack(
+            [jnp.sum(mask & (angle < t), dtype=jnp.int32) for t in NORMALS_THRESHOLDS]
+        )
+        count = jnp.sum(mask, dtype=jnp.int32)
+        angle_sum = jnp.sum(jnp.where(mask, angle, 0.0))
         return cls(
-            angle_sum=jnp.sum(jnp.where(mask, angle, 0.0)),
+            angle_sum=angle_sum,
             angle_sq_sum=jnp.sum(jnp.where(mask, jnp.square(angle), 0.0)),
             histogram=masked_bincount(bins, mask, NORMALS_NUM_BINS),
-            within=jnp.stack(within),
-            count=jnp.sum(mask, dtype=jnp.int32),
+            within=within,
+            count=count,
+            batch_mean=safe_divide(angle_sum, count),
+            batch_median=masked_median(angle, mask),
+            batch_within=safe_divide(within, count),
+            num_batches=(count > 0).astype(jnp.int32),
         )
 
     @classmethod
     def empty(cls) -> NormalsMetrics:
         zero = jnp.zeros((), jnp.float32)
+        izero = jnp.zeros((), jnp.int32)
+        num = len(NORMALS_THRESHOLDS)
         return cls(
             angle_sum=zero,
             angle_sq_sum=zero,
             histogram=jnp.zeros((NORMALS_NUM_BINS,), jnp.int32),
-            within=jnp.zeros((len(NORMALS_THRESHOLDS),), jnp.int32),
-            count=jnp.zeros((), jnp.int32),
+            within=jnp.zeros((num,), jnp.int32),
+            count=izero,
+            batch_mean=zero,
+            batch_median=zero,
+            batch_within=jnp.zeros((num,), jnp.float32),
+            num_batches=izero,
         )
 
     def merge(self, other: NormalsMetrics) -> NormalsMetrics:
-        return type(self)(
-            angle_sum=self.angle_sum + other.angle_sum,
-            angle_sq_sum=self.angle_sq_sum + other.angle_sq_sum,
-            histogram=self.histogram + other.histogram,
-            within=self.within + other.within,
-            count=self.count + other.count,
-        )
+        return jax.tree.map(jnp.add, self, other)
 
     def compute(self) -> dict[str, jnp.ndarray]:
         """Degrees for `mean`, `rmse`, `median`; percent of pixels for `within_<t>`."""
@@ -159,10 +219,14 @@ class NormalsMetrics(metrics.Metric):
             "mean": safe_divide(self.angle_sum, self.count),
             "rmse": jnp.sqrt(safe_divide(self.angle_sq_sum, self.count)),
             "median": histogram_median(self.histogram, NORMALS_BIN_WIDTH),
+            "mean_batch": safe_divide(self.batch_mean, self.num_batches),
+            "median_batch": safe_divide(self.batch_median, self.num_batches),
         }
         for i, threshold in enumerate(NORMALS_THRESHOLDS):
-            key = f"within_{threshold:g}"
-            result[key] = 100.0 * safe_divide(self.within[i], self.count)
+            result[f"within_{threshold:g}"] = 100.0 * safe_divide(self.within[i], self.count)
+            result[f"within_{threshold:g}_batch"] = 100.0 * safe_divide(
+                self.batch_within[i], self.num_batches
+            )
         return result
 
 

@@ -67,17 +67,30 @@ class SegmentationMetrics(metrics.Metric):
         return type(self)(confusion=self.confusion + other.confusion)
 
     def compute(self) -> dict[str, jnp.ndarray]:
-        """`mIoU`, `pixel_accuracy` (fractions in [0, 1]) and `iou/<c>` for every class c."""
+        """`mIoU` (MTL: mean over all classes, absent ones count 0), `mIoU_lorenmt` (mean over
+        the classes present in ground truth or prediction), `pixel_accuracy` (fractions in
+        [0, 1], the same in both repos) and `iou/<c>` for every class c."""
         confusion = jnp.asarray(self.confusion)
         if confusion.ndim != 2:  # Still the shapeless empty accumulator: nothing was seen.
-            return {"mIoU": jnp.float32(0.0), "pixel_accuracy": jnp.float32(0.0)}
+            zero = jnp.float32(0.0)
+            return {"mIoU": zero, "mIoU_lorenmt": zero, "pixel_accuracy": zero}
         confusion = confusion.astype(jnp.float32)
         tp = jnp.diagonal(confusion)
         fn = jnp.sum(confusion, axis=1) - tp
         fp = jnp.sum(confusion, axis=0) - tp
         iou = tp / jnp.maximum(tp + fp + fn, _IOU_EPS)
+        # lorenmt (`MTAN:im2im_pred/utils.py:84-103`): IoU = diag / (row + col - diag) and
+        # torch.mean, which is NaN as soon as one class is absent from both the ground truth and
+        # the prediction. We average over the classes that do appear (NaN-safe); with every
+        # class present this is lorenmt's number (and the MTL one).
+        union = tp + fp + fn
+        present = union > 0
         result = {
             "mIoU": jnp.mean(iou),
+            "mIoU_lorenmt": safe_divide(
+                jnp.sum(jnp.where(present, tp / jnp.where(present, union, 1.0), 0.0)),
+                jnp.sum(present),
+            ),
             "pixel_accuracy": safe_divide(jnp.sum(tp), jnp.sum(confusion)),
         }
         result.update({f"iou/{c}": iou[c] for c in range(iou.shape[0])})

@@ -4,20 +4,36 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import jax
 import numpy as np
+from absl import logging
 
 from mtnets import metrics as metrics_lib
 from mtnets import visualize
+from mtnets.metrics import delta_m as delta_m_lib
+from mtnets.metrics.edge_benchmark import EdgeBenchmark
 
 
-def evaluate(eval_step, state, batches: Iterable, *, num_images: int = 4):
+def evaluate(
+    eval_step,
+    state,
+    batches: Iterable,
+    *,
+    num_images: int = 4,
+    edge_benchmark: EdgeBenchmark | None = None,
+):
     """Runs `eval_step` over `batches`; returns `({"<task>/<metric>": float}, samples)`.
 
     `samples` holds the first `num_images` examples of the first batch (host NumPy arrays):
     the batch fields and `predictions`, for pictures.
+
+    With `edge_benchmark` (an empty `EdgeBenchmark`, which sets the distance tolerance), the
+    edge probabilities of this process's examples are also scored on the host by the BSDS
+    benchmark, and `edge/odsF`, `edge/oisF`, `edge/AP`, `edge/ods_threshold` join the results
+    (counts summed over processes). This is slow (see `mtnets.metrics.edge_benchmark`), so the
+    train loop's periodic evaluation may leave it out.
     """
     merged, samples = None, None
     for batch in batches:
@@ -29,9 +45,74 @@ def evaluate(eval_step, state, batches: Iterable, *, num_images: int = 4):
         )
         if samples is None:
             samples = _first_examples({**batch, "predictions": predictions}, num_images)
+        if edge_benchmark is not None and "edge" in predictions:
+            logits = _local_rows(predictions["edge"])[..., 0].astype(np.float64)
+            edge_benchmark.add_batch(
+                1.0 / (1.0 + np.exp(-logits)),
+                _local_rows(batch["edge"]),
+                _local_rows(batch["mask"]),
+            )
     if merged is None:
         raise ValueError("The evaluation split produced no batch.")
-    return metrics_lib.compute_all(merged), samples
+    results = metrics_lib.compute_all(merged)
+    if edge_benchmark is not None and edge_benchmark.num_images:
+        total = _sum_over_processes(edge_benchmark)
+        results.update({f"edge/{k}": v for k, v in total.compute().items()})
+    return results, samples
+
+
+def with_delta_m(
+    results: Mapping[str, float],
+    references: str | Mapping[str, str] | Sequence[str] | None,
+    tasks: Sequence[str],
+) -> dict[str, float]:
+    """`results` plus `"delta_m"` (percent, REFERENCE.md §8.1) over the main `tasks` when
+    single-task reference JSON files are given (`config.eval.delta_m_references`).
+
+    If `results` lack a task's metric (e.g. `edge/odsF` in a periodic evaluation that skipped
+    the edge benchmark), `delta_m` is left out and a warning is logged; a reference file that
+    lacks it is an error.
+    """
+    results = dict(results)
+    if not references:
+        return results
+    refs = delta_m_lib.load_references(
+        dict(references) if hasattr(references, "items") else references
+    )
+    missing = [
+        f"{t}/{delta_m_lib.DELTA_M_METRICS[t][0]}"
+        for t in tasks
+        if t in delta_m_lib.DELTA_M_METRICS
+        and f"{t}/{delta_m_lib.DELTA_M_METRICS[t][0]}" not in results
+    ]
+    if missing:
+        logging.warning("Delta_m left out: the results have no %s.", ", ".join(missing))
+        return results
+    results["delta_m"] = delta_m_lib.delta_m(results, refs, tasks)
+    return results
+
+
+def _local_rows(x) -> np.ndarray:
+    """The rows of a batch-sharded global array that this process holds, in order (host)."""
+    if not isinstance(x, jax.Array) or jax.process_count() == 1:
+        return np.asarray(x)
+    shards = {}
+    for shard in x.addressable_shards:
+        start = shard.index[0].start or 0
+        shards.setdefault(start, shard.data)
+    return np.concatenate([np.asarray(shards[k]) for k in sorted(shards)], axis=0)
+
+
+def _sum_over_processes(benchmark: EdgeBenchmark) -> EdgeBenchmark:
+    """The benchmark's counts summed over all processes (each scored its own examples)."""
+    if jax.process_count() == 1:
+        return benchmark
+    from jax.experimental import multihost_utils
+
+    totals = multihost_utils.process_allgather(benchmark.totals).sum(axis=0)
+    best = multihost_utils.process_allgather(benchmark.best).sum(axis=0)
+    count = int(multihost_utils.process_allgather(np.asarray(benchmark.num_images)).sum())
+    return EdgeBenchmark(benchmark.max_dist, totals, best, count)
 
 
 def write_results(workdir: str, step: int, results: Mapping[str, float]) -> str:

@@ -7,6 +7,7 @@ a checkpoint, training continues from its step with the same data stream and key
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 
@@ -15,13 +16,14 @@ import numpy as np
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from mtnets import config_utils, sharding
+from mtnets import config_utils, loss_schemes, losses, sharding
 from mtnets.data import augment
 from mtnets.data.pipeline import InputPipeline
+from mtnets.metrics.edge_benchmark import DEFAULT_MAX_DIST, MAX_DIST, EdgeBenchmark
 from mtnets.models import create_model
 from mtnets.tasks import task_specs
 from mtnets.train import checkpointing
-from mtnets.train.evaluate import evaluate, prediction_picture, write_results
+from mtnets.train.evaluate import evaluate, prediction_picture, with_delta_m, write_results
 from mtnets.train.optim import create_optimizer, create_schedule
 from mtnets.train.state import create_train_state
 from mtnets.train.step import compile_steps, mean_scalars
@@ -40,13 +42,18 @@ class Experiment:
     def __init__(self, config):
         config_utils.validate(config)
         self.config = config
-        self.specs = task_specs(config.tasks, config.dataset.name)
+        self.tasks = tuple(dict.fromkeys((*config.tasks, *config.get("aux_tasks", ()))))
+        self.specs = task_specs(config.tasks, config.dataset.name)  # evaluated: the main tasks
+        loss_specs = task_specs(self.tasks, config.dataset.name)  # trained: main + auxiliary
         self.model = create_model(config)
         self.schedule = create_schedule(config)
         self.tx = create_optimizer(config, self.schedule)
-        self.weighting = create_weighting(config, config.tasks)
         self.mesh = sharding.create_mesh(config.num_devices, config.get("model_parallelism", 1))
         self.data = InputPipeline(config, self.mesh)
+        train_examples = self.data.num_examples(config.dataset.train_split)
+        self.weighting = create_weighting(
+            config, self.tasks, steps_per_epoch=max(1, train_examples // config.batch_size)
+        )
         init = jax.tree_util.Partial(
             create_train_state,
             self.model,
@@ -63,6 +70,11 @@ class Experiment:
             abstract,
             self.state_shardings,
         )
+        loss_fn = functools.partial(
+            losses.task_loss,
+            edge_pos_weight=config.loss.edge_pos_weight,
+            convention=config.loss.get("convention", "mtl"),
+        )
         self.train_step, self.eval_step = compile_steps(
             self.model,
             self.tx,
@@ -70,20 +82,32 @@ class Experiment:
             self.specs,
             self.mesh,
             self.state_shardings,
-            edge_pos_weight=config.loss.edge_pos_weight,
+            loss_tasks=self.tasks,
+            losses_fn=functools.partial(loss_schemes.task_losses, loss_specs, loss_fn=loss_fn),
         )
 
     def initial_state(self):
         return self._init()
 
-    def evaluate(self, state, workdir: str, step: int, writer=None) -> dict[str, float]:
-        """Metrics over the eval split, written to `eval_<step>.json`, plus a PNG of samples."""
+    def evaluate(
+        self, state, workdir: str, step: int, writer=None, *, final: bool = True
+    ) -> dict[str, float]:
+        """Metrics over the eval split, written to `eval_<step>.json`, plus a PNG of samples.
+
+        The edge benchmark (ODS/OIS/AP, slow: host-side matching) runs when
+        `config.eval.edge_benchmark` is "all", or "final" and this is a final evaluation (the
+        last train step, eval.py); Delta_m is added when `config.eval.delta_m_references` names
+        single-task results.
+        """
+        eval_config = self.config.get("eval", {})
         results, samples = evaluate(
             self.eval_step,
             state,
             self.data.eval_batches(),
             num_images=self.config.num_eval_images,
+            edge_benchmark=self._edge_benchmark(final),
         )
+        results = with_delta_m(results, eval_config.get("delta_m_references"), self.config.tasks)
         write_results(workdir, step, results)
         picture = prediction_picture(samples, self.config.tasks, augment.MEAN_RGB, augment.STD_RGB)
         if jax.process_index() == 0:
@@ -92,6 +116,15 @@ class Experiment:
             writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
             writer.write_images(step, {"eval/predictions": picture[None]})
         return results
+
+    def _edge_benchmark(self, final: bool) -> EdgeBenchmark | None:
+        mode = self.config.get("eval", {}).get("edge_benchmark", "final")
+        if "edge" not in self.config.tasks or not (mode == "all" or (mode == "final" and final)):
+            return None
+        max_dist = self.config.get("eval", {}).get("edge_max_dist") or MAX_DIST.get(
+            self.config.dataset.name, DEFAULT_MAX_DIST
+        )
+        return EdgeBenchmark(max_dist=max_dist)
 
 
 class _LibraryInfoFilter:
@@ -173,7 +206,7 @@ def train_and_evaluate(config, workdir: str):
                 _log_scalars(writer, step, history.flush(), experiment)
             if step % config.eval_every_steps == 0 or step == total:
                 with progress.timed("eval"):
-                    experiment.evaluate(state, workdir, step, writer)
+                    experiment.evaluate(state, workdir, step, writer, final=step == total)
             if step % config.checkpoint_every_steps == 0 or step == total or preemption.requested:
                 history.check_finite()  # never save a state that a bad loss has reached
                 checkpointer.save(step, state, force=True)

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mtnets import weighting as weighting_lib
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -45,6 +47,6 @@ def create_train_state(model, tx: optax.GradientTransformation, weighting, image
         params=params,
         batch_stats=variables.get("batch_stats", {}),
         opt_state=tx.init(params),
-        weighting=weighting.init(),
+        weighting=weighting_lib.initial_state(weighting, tx),
         rng=jax.random.key_data(state_rng),
     )

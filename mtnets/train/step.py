@@ -6,7 +6,7 @@ Neither imports TensorFlow, so they run on machines that have only JAX.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -16,52 +16,118 @@ from clu import metrics as clu_metrics
 from mtnets import losses as losses_lib
 from mtnets import metrics as metrics_lib
 from mtnets import sharding
+from mtnets import weighting as weighting_lib
+from mtnets.data import resize as resize_lib
 from mtnets.tasks import TaskSpec
 from mtnets.train.state import TrainState
 
 
-def task_losses(specs: Mapping[str, TaskSpec], predictions, batch, *, edge_pos_weight: float):
+def task_losses(
+    specs: Mapping[str, TaskSpec],
+    predictions,
+    batch,
+    *,
+    edge_pos_weight: float,
+    convention: str = "mtl",
+):
     """Unweighted loss of every task, float32, over its valid pixels of the real examples."""
     out = {}
     for name, spec in specs.items():
         target = batch[name]
         mask = spec.valid_mask(target) & batch["mask"][:, None, None]
         out[name] = losses_lib.task_loss(
-            spec, predictions[name], target, mask, edge_pos_weight=edge_pos_weight
+            spec,
+            predictions[name],
+            target,
+            mask,
+            edge_pos_weight=edge_pos_weight,
+            convention=convention,
         )
     return out
 
 
-def train_step(state: TrainState, batch, *, model, tx, weighting, specs, edge_pos_weight):
-    """One optimizer step on the weighted sum of task losses.
+def train_step(
+    state: TrainState,
+    batch,
+    *,
+    model,
+    tx,
+    weighting: weighting_lib.Weighting,
+    specs,
+    edge_pos_weight,
+    loss_convention: str = "mtl",
+    loss_tasks: Sequence[str] | None = None,
+    losses_fn: Callable | None = None,
+):
+    """One optimizer step on the weighted combination of task losses.
 
-    Returns the new state and per-step scalars: `loss` (weighted total) and, per task,
-    `loss/<task>` (unweighted) and `weight/<task>`.
+    `loss_tasks` (default: the tasks of `specs`) orders the losses the weighting sees.
+    `losses_fn(predictions, batch) -> {task: scalar}` replaces `task_losses` over `specs` (e.g.
+    `mtnets.loss_schemes.task_losses` over main + auxiliary tasks with intermediate
+    predictions); it must return every task of `loss_tasks`. The
+    weighting's trainable parameters, if any, are updated by the same optimizer `tx` (their own
+    optimizer state lives in `state.weighting["opt_state"]`). Strategies with a `surgery` hook
+    get the per-task gradients of the parameters under their `shared_path` (one backward pass
+    per task, a `vmap` over the VJP of the stacked losses).
+
+    Returns the new state and per-step scalars: `loss` (the differentiated total) and, per task,
+    `loss/<task>` (unweighted) and `weight/<task>` (the weight applied in this step).
     """
-    tasks = list(specs)
+    tasks = list(loss_tasks) if loss_tasks is not None else list(specs)
+    wstate = state.weighting
+    trainable = weighting_lib.trainable_params(wstate)
+    key = state.step_key()
 
-    def loss_fn(params):
+    def forward(params):
         predictions, updates = model.apply(
             {"params": params, "batch_stats": state.batch_stats},
             batch["image"],
             train=True,
             mutable=["batch_stats"],
-            rngs={"dropout": state.step_key()},
+            rngs={"dropout": key},
         )
-        per_task = task_losses(specs, predictions, batch, edge_pos_weight=edge_pos_weight)
-        losses = jnp.stack([per_task[t] for t in tasks])
-        weights = weighting.weights(state.weighting)
-        return jnp.sum(weights * losses), (losses, weights, updates)
+        if losses_fn is None:
+            per_task = task_losses(
+                specs,
+                predictions,
+                batch,
+                edge_pos_weight=edge_pos_weight,
+                convention=loss_convention,
+            )
+        else:
+            per_task = losses_fn(predictions, batch)
+        return jnp.stack([per_task[t] for t in tasks]), updates
 
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (total, (losses, weights, updates)), grads = grad_fn(state.params)
+    weights = weighting.weights(wstate)
+    if weighting.surgery is None:
+
+        def loss_fn(params, trainable):
+            losses, updates = forward(params)
+            return weighting.total(trainable, wstate, losses), (losses, updates)
+
+        grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
+        (total, (losses, updates)), (grads, trainable_grads) = grad_fn(state.params, trainable)
+    else:
+        grads, trainable_grads, losses, updates = _surgery_gradients(
+            forward, state.params, weighting, wstate, key
+        )
+        total = jnp.sum(weights * losses)
+
     param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    losses = jax.lax.stop_gradient(losses)
+    if trainable:
+        w_updates, w_opt_state = tx.update(trainable_grads, wstate["opt_state"], trainable)
+        wstate = {
+            **wstate,
+            "params": optax.apply_updates(trainable, w_updates),
+            "opt_state": w_opt_state,
+        }
     new_state = state.replace(
         step=state.step + 1,
         params=optax.apply_updates(state.params, param_updates),
         batch_stats=updates.get("batch_stats", state.batch_stats),
         opt_state=opt_state,
-        weighting=weighting.update(state.weighting, jax.lax.stop_gradient(losses)),
+        weighting=weighting.update(wstate, losses),
     )
     scalars = {"loss": total}
     for i, task in enumerate(tasks):
@@ -70,17 +136,54 @@ def train_step(state: TrainState, batch, *, model, tx, weighting, specs, edge_po
     return new_state, scalars
 
 
+def _surgery_gradients(forward, params, weighting, wstate, key):
+    """Model gradients and weighting-parameter gradients of a strategy with a `surgery` hook.
+
+    One forward pass; the VJP of the stacked losses `[T]` is pulled back once per task
+    (`vmap` over the rows of the identity), which gives the per-task gradients `[T, ...]` of
+    every parameter. The model gradient is `sum_t w_t g_t`, except under `shared_path` where
+    the hook may replace it (PCGrad).
+    """
+    losses, vjp_fn, updates = jax.vjp(forward, params, has_aux=True)
+    num_tasks = losses.shape[0]
+    (task_grads,) = jax.vmap(vjp_fn)(jnp.eye(num_tasks, dtype=losses.dtype))
+    weights = jax.lax.stop_gradient(weighting.weights(wstate))
+    grads = jax.tree.map(lambda g: jnp.tensordot(weights, g, axes=1).astype(g.dtype), task_grads)
+    path = weighting_lib.resolve_path(params, weighting.shared_path)
+    shared_grad, trainable_grads = weighting.surgery(
+        wstate, losses, weighting_lib.get_path(task_grads, path), key
+    )
+    if shared_grad is not None:
+        grads = weighting_lib.set_path(grads, path, shared_grad)
+    if trainable_grads is None:
+        trainable_grads = jax.tree.map(jnp.zeros_like, weighting_lib.trainable_params(wstate))
+    return grads, trainable_grads, losses, updates
+
+
 def eval_step(state: TrainState, batch, *, model, specs):
-    """Predictions and clu metrics of one (possibly padded) batch."""
+    """Predictions and clu metrics of one (possibly padded) batch.
+
+    When the batch carries `orig_size` (PASCAL evaluation: labels at each image's original size
+    padded to a canvas), predictions are first resized back to the original size, as the
+    reference evaluates, and the canvas padding is masked out.
+    """
     predictions = model.apply(state.variables(), batch["image"], train=False)
+    predictions = {name: predictions[name] for name in specs}
+    region = None
+    if "orig_size" in batch:
+        canvas = batch[next(iter(specs))].shape[1:3]
+        predictions = resize_lib.resize_predictions(predictions, batch["orig_size"], canvas)
+        region = resize_lib.canvas_mask(batch["orig_size"], canvas)
     task_metrics = {}
     for name, spec in specs.items():
         target = batch[name]
         mask = spec.valid_mask(target) & batch["mask"][:, None, None]
+        if region is not None:  # sal and edge have no ignore value: mask the padding
+            mask = mask & region
         task_metrics[name] = metrics_lib.metric_for(spec).from_model_output(
             predictions[name], target, mask
         )
-    return task_metrics, {name: predictions[name] for name in specs}
+    return task_metrics, predictions
 
 
 def compile_steps(
@@ -92,10 +195,15 @@ def compile_steps(
     state_shardings,
     *,
     edge_pos_weight: float = 0.95,
+    loss_convention: str = "mtl",
+    loss_tasks: Sequence[str] | None = None,
+    losses_fn: Callable | None = None,
 ):
     """`jax.jit`-compiled train and eval steps with the batch split over the mesh's `data` axis.
 
     The train step donates the incoming state, so a step updates it in place in device memory.
+    `loss_convention` ("mtl" or "lorenmt") picks the task losses; `loss_tasks` the order of the
+    losses the weighting sees (default: the tasks of `specs`); `losses_fn` see `train_step`.
     """
     batch = sharding.batch_sharding(mesh)
     repl = sharding.replicated(mesh)
@@ -107,6 +215,9 @@ def compile_steps(
             weighting=weighting,
             specs=specs,
             edge_pos_weight=edge_pos_weight,
+            loss_convention=loss_convention,
+            loss_tasks=None if loss_tasks is None else tuple(loss_tasks),
+            losses_fn=losses_fn,
         ),
         in_shardings=(state_shardings, batch),
         out_shardings=(state_shardings, repl),

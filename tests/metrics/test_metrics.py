@@ -24,10 +24,12 @@ def _values(metric) -> dict[str, float]:
     return {k: float(v) for k, v in jax.jit(type(metric).compute)(metric).items()}
 
 
-def _assert_same(a, b, rtol=1e-5, atol=1e-6):
+def _assert_same(a, b, rtol=1e-5, atol=1e-6, skip_batch=False):
     va, vb = _values(a), _values(b)
     assert va.keys() == vb.keys()
     for key in va:
+        if skip_batch and key.endswith("_batch"):
+            continue  # lorenmt's batch averages depend on the batching by definition
         np.testing.assert_allclose(va[key], vb[key], rtol=rtol, atol=atol, err_msg=key)
 
 
@@ -121,6 +123,18 @@ def test_segmentation_hand_computed():
     np.testing.assert_allclose(values["mIoU"], 1 / 3, rtol=1e-6)
     np.testing.assert_allclose(values["pixel_accuracy"], 2 / 3, rtol=1e-6)
     np.testing.assert_allclose([values[f"iou/{c}"] for c in range(3)], [0.5, 0.5, 0.0])
+    # lorenmt's torch.mean would be NaN (class 2 appears nowhere valid); we average the
+    # classes that appear: (1/2 + 1/2) / 2.
+    np.testing.assert_allclose(values["mIoU_lorenmt"], 0.5, rtol=1e-6)
+
+
+def test_segmentation_lorenmt_equals_mtl_when_every_class_appears():
+    labels = np.array([[[0, 1, 2, 2, IGNORE_LABEL]]], np.int32)
+    logits = np.eye(3, dtype=np.float32)[np.array([[[0, 1, 1, 2, 0]]])]
+    values = _values(_make(SegmentationMetrics, (logits, labels, labels != IGNORE_LABEL)))
+    # class 0: 1/1; class 1: TP 1, FP 1 -> 1/2; class 2: TP 1, FN 1 -> 1/2.
+    np.testing.assert_allclose(values["mIoU"], 2 / 3, rtol=1e-6)
+    np.testing.assert_allclose(values["mIoU_lorenmt"], 2 / 3, rtol=1e-6)
 
 
 def test_segmentation_matches_numpy():
@@ -147,6 +161,30 @@ def test_depth_matches_numpy():
     )
     np.testing.assert_allclose(values["abs_rel"], np.mean(np.abs(g - p) / g), rtol=1e-5)
     np.testing.assert_allclose(values["abs_err"], np.mean(np.abs(g - p)), rtol=1e-5)
+    np.testing.assert_allclose(values["sq_rel"], np.mean((g - p) ** 2 / g), rtol=1e-5)
+    ratio = np.maximum(g / p_log, p_log / g)
+    for k in (1, 2, 3):
+        np.testing.assert_allclose(
+            values[f"delta_{k}"], 100 * np.mean(ratio < 1.25**k), rtol=1e-5, err_msg=str(k)
+        )
+
+
+def test_depth_batch_averages_as_lorenmt():
+    """lorenmt averages each batch's mean |d| and |d| / gt over batches (`utils.py:176-208`)."""
+    pred, target, mask = _depth_case()
+    batches = [slice(0, 3), slice(3, 8)]
+    merged = DepthMetrics.empty()
+    abs_errs, rel_errs = [], []
+    for sl in batches:
+        merged = merged.merge(_make(DepthMetrics, (pred[sl], target[sl], mask[sl])))
+        p, g = pred[sl][..., 0][mask[sl]].astype(np.float64), target[sl][mask[sl]]
+        abs_errs.append(np.mean(np.abs(p - g)))
+        rel_errs.append(np.mean(np.abs(p - g) / g))
+    # A batch of padding only (no valid pixel) is not counted.
+    merged = merged.merge(_make(DepthMetrics, (pred[:2], target[:2], np.zeros_like(mask[:2]))))
+    values = _values(merged)
+    np.testing.assert_allclose(values["abs_err_batch"], np.mean(abs_errs), rtol=1e-5)
+    np.testing.assert_allclose(values["rel_err_batch"], np.mean(rel_errs), rtol=1e-5)
 
 
 # --- Normals ---------------------------------------------------------------------------
@@ -171,6 +209,40 @@ def test_normals_matches_numpy():
         np.testing.assert_allclose(
             values[f"within_{t:g}"], 100 * np.mean(angles < t), rtol=1e-5, err_msg=str(t)
         )
+
+
+def test_normals_batch_averages_as_lorenmt():
+    """lorenmt: mean, np.median and fractions per batch, averaged over batches."""
+    case = _normals_case()
+    merged = NormalsMetrics.empty()
+    stats = []
+    for sl in (slice(0, 3), slice(3, 8)):
+        part = [a[sl] for a in case]
+        merged = merged.merge(_make(NormalsMetrics, part))
+        angles = _np_angles(*part)
+        stats.append(
+            [angles.mean(), np.median(angles)]
+            + [100 * np.mean(angles < t) for t in (11.25, 22.5, 30.0)]
+        )
+    expected = np.mean(stats, axis=0)
+    values = _values(merged)
+    keys = ["mean_batch", "median_batch"] + [f"within_{t:g}_batch" for t in (11.25, 22.5, 30.0)]
+    np.testing.assert_allclose([values[k] for k in keys], expected, rtol=1e-4)
+
+
+def test_normals_median_exact_on_known_angles():
+    """Angles 10, 20, 30, 40 degrees (and one invalid pixel): median 25, pooled and per batch."""
+    angles = np.radians([10.0, 20.0, 30.0, 40.0, 77.0])
+    pred = np.stack([np.sin(angles), np.zeros(5), np.cos(angles)], -1)[None, None].astype(
+        np.float32
+    )
+    target = np.tile(np.array([0.0, 0.0, 1.0], np.float32), (1, 1, 5, 1))
+    mask = np.array([[[True, True, True, True, False]]])
+    values = _values(_make(NormalsMetrics, (pred, target, mask)))
+    assert abs(values["median"] - 25.0) <= mt.NORMALS_BIN_WIDTH
+    np.testing.assert_allclose(values["median_batch"], 25.0, rtol=1e-5)
+    np.testing.assert_allclose(values["mean"], 25.0, rtol=1e-5)
+    np.testing.assert_allclose(values["within_22.5"], 50.0, rtol=1e-6)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -272,7 +344,7 @@ def test_merging_halves_equals_whole(cls):
     whole = _make(cls, case)
     first = _make(cls, [a[: B // 2] for a in case])
     second = _make(cls, [a[B // 2 :] for a in case])
-    _assert_same(first.merge(second), whole)
+    _assert_same(first.merge(second), whole, skip_batch=True)
 
 
 @pytest.mark.parametrize("cls", list(CASES))

@@ -1,5 +1,6 @@
 """The jitted train step: sharded over 8 simulated devices it matches 1 device."""
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -107,3 +108,102 @@ def test_batch_size_not_divisible_by_devices_is_an_error():
         pytest.skip("every batch size divides over one device")
     with pytest.raises(ValueError, match="not divisible"):
         sharding.local_batch_size(jax.device_count() + 1, mesh)
+
+
+class _ToyModel(nn.Module):
+    """A two-layer "backbone" and a 1x1 head per task: compiles in a second, unlike the tiny
+    ResNet, and has the `backbone/<module>` layout the weighting's `shared_path` expects."""
+
+    channels: dict
+
+    @nn.compact
+    def __call__(self, images, train=False):
+        x = nn.relu(nn.Conv(8, (3, 3), name="conv1")(images))
+        x = nn.relu(nn.Conv(8, (3, 3), name="conv2")(x))
+        return {t: nn.Conv(c, (1, 1), name=f"head_{t}")(x) for t, c in self.channels.items()}
+
+
+class _ToyNet(nn.Module):
+    channels: dict
+
+    @nn.compact
+    def __call__(self, images, train=False):
+        return _ToyModel(self.channels, name="backbone")(images, train)
+
+
+def _strategy_run(overrides, steps=3, tasks=("semseg", "depth")):
+    """`steps` SGD steps of a two-task toy model under the weighting in `overrides`."""
+    config = get_config("optimizer.name=sgd,optimizer.learning_rate=0.05," + overrides)
+    config.tasks = tasks
+    batches = [random_batch(config, 2, seed) for seed in range(steps)]
+    mesh = sharding.create_mesh(1)
+    specs = task_specs(config.tasks, config.dataset.name)
+    model = _ToyNet({t: s.channels for t, s in specs.items()})
+    tx = create_optimizer(config, create_schedule(config))
+    weighting = create_weighting(config, config.tasks, steps_per_epoch=1)
+    init = jax.tree_util.Partial(
+        create_train_state, model, tx, weighting, (HEIGHT, WIDTH, 3), config.seed
+    )
+    shardings = jax.tree.map(lambda _: sharding.replicated(mesh), jax.eval_shape(init))
+    state = jax.jit(init, out_shardings=shardings)()
+    initial = jax.device_get(state)
+    train_step, _ = compile_steps(model, tx, weighting, specs, mesh, shardings)
+    scalars = []
+    for batch in batches:
+        state, out = train_step(state, jax.device_put(batch, sharding.batch_sharding(mesh)))
+        scalars.append(jax.device_get(out))
+    assert train_step._cache_size() == 1  # changing weights never recompiles
+    return initial, jax.device_get(state), scalars
+
+
+def test_uncertainty_log_vars_are_trained_by_the_optimizer():
+    initial, state, scalars = _strategy_run("weighting.name=uncertainty", steps=2)
+    s0 = np.asarray(initial.weighting["params"]["log_vars"])
+    np.testing.assert_array_equal(s0, [-0.5, -0.5])
+    # One SGD step (lr 0.05, coupled weight decay 1e-4) on d/ds = -L / (2 e^s) + 1/2.
+    losses = np.array([scalars[0]["loss/semseg"], scalars[0]["loss/depth"]])
+    grad = -losses / (2 * np.exp(s0)) + 0.5 + 1e-4 * s0
+    after_one = s0 - 0.05 * grad
+    weights_2 = np.array([scalars[1]["weight/semseg"], scalars[1]["weight/depth"]])
+    np.testing.assert_allclose(weights_2, 0.5 * np.exp(-after_one), rtol=1e-5)
+    total = np.sum(losses / (2 * np.exp(s0)) + s0 / 2)
+    np.testing.assert_allclose(scalars[0]["loss"], total, rtol=1e-5)
+
+
+def test_dwa_weights_change_per_epoch_in_the_step():
+    _, state, scalars = _strategy_run("weighting.name=dwa", steps=4)
+    used = np.array([[s["weight/semseg"], s["weight/depth"]] for s in scalars])
+    np.testing.assert_array_equal(used[:2], 1.0)
+    losses = np.array([[s["loss/semseg"], s["loss/depth"]] for s in scalars])
+    w = losses[1] / losses[0]  # one step per epoch
+    np.testing.assert_allclose(used[2], 2 * np.exp(w / 2) / np.exp(w / 2).sum(), rtol=1e-5)
+    assert int(state.weighting["epochs"]) == 4
+
+
+def test_gradnorm_model_update_equals_weighted_sum_and_weights_move():
+    fixed_initial, fixed_state, _ = _strategy_run("weighting.name=equal", steps=1)
+    _, grad_state, scalars = _strategy_run("weighting.name=gradnorm", steps=2)
+    # Step 1: GradNorm's weights are 1, so its per-task VJPs must give the equal-weights update.
+    _, one_step, _ = _strategy_run("weighting.name=gradnorm", steps=1)
+    for a, b, p0 in zip(
+        *(jax.tree.leaves(s) for s in (fixed_state.params, one_step.params, fixed_initial.params)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(b, a, atol=1e-6 + 1e-4 * np.abs(a - p0).max())
+    w = np.asarray(grad_state.weighting["params"]["weights"])
+    np.testing.assert_allclose(w.sum(), 2.0, rtol=1e-6)
+    assert not np.allclose(w, 1.0)
+    assert all(np.isfinite(s["loss"]) for s in scalars)
+
+
+def test_pcgrad_and_rlw_steps_train():
+    for name in ("pcgrad", "rlw"):
+        initial, state, scalars = _strategy_run(f"weighting.name={name}", steps=2)
+        assert all(np.isfinite(s["loss"]) for s in scalars), name
+        moved = [
+            np.abs(a - b).max()
+            for a, b in zip(
+                jax.tree.leaves(state.params), jax.tree.leaves(initial.params), strict=True
+            )
+        ]
+        assert max(moved) > 0, name
