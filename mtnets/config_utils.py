@@ -65,3 +65,20 @@ def validate(config) -> None:
             raise ValueError(f"config.{field} must be positive, got {config[field]}.")
     if config.dtype not in ("float32", "bfloat16"):
         raise ValueError(f"config.dtype must be 'float32' or 'bfloat16', got {config.dtype!r}.")
+
+
+def load_config(path: str, arg: str | None = None):
+    """`get_config(arg)` of the config file at `path`, without absl flags (for scripts)."""
+    import importlib.util
+    import os
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if root not in sys.path:  # config files import `configs.default`
+        sys.path.insert(0, root)
+    spec = importlib.util.spec_from_file_location("_mtnets_config", path)
+    if spec is None or not os.path.exists(path):
+        raise FileNotFoundError(f"No config file {path}.")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
