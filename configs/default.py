@@ -1,8 +1,14 @@
-"""The default experiment: all six tasks on the embedded synthetic-scenes dataset.
+"""The default experiment: MTI-Net for all six tasks on the embedded synthetic-scenes dataset.
 
-A shared-encoder baseline (a small ResNet and an HRNet-style head per task) trained for a few
-minutes on a CPU. Variants: `--config=configs/default.py:batch_size=8,model.backbone=resnet18`
-or flags such as `--config.num_train_steps=100`.
+MTI-Net (initial predictions at four scales with deep supervision, feature propagation between
+scales, multi-modal distillation, HRNet heads) on `hrnet_tiny`, a narrow one-module-per-stage
+HRNet (channels 8/16/32/64, see `mtnets/models/backbones/hrnet.py`), distilling at the finest
+scale only (the paper's ablation; with six tasks the 30 spatial-attention blocks per scale are
+half of the network's operations and dominate compile time on a CPU), so that the whole run,
+dataset build included, takes a few minutes on a 2-core CPU. `model.mti_net.distill_all_scales
+=True` is the full model. Variants:
+`--config=configs/default.py:model.backbone=hrnet_w18_small_v2` (the reference's backbone),
+`model.name=multi_task_baseline`, or flags such as `--config.num_train_steps=100`.
 """
 
 import ml_collections
@@ -26,18 +32,36 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.dataset.scale_min = 1.0
     config.dataset.scale_max = 1.5
     config.dataset.flip = True
+    # The augmentation of the dataset's reference: synthetic | nyud | pascal | lorenmt | none.
+    config.dataset.augmentation = "synthetic"
+    config.dataset.manual_dir = ml_collections.config_dict.placeholder(str)  # archives; None:
+    # <data_dir>/downloads/manual
+    config.dataset.image_size = ml_collections.config_dict.placeholder(tuple)  # None: stored
+    config.dataset.eval_canvas = ml_collections.config_dict.placeholder(tuple)  # PASCAL eval
+    config.dataset.image_normalization = "imagenet"  # or "none" (lorenmt's raw images)
 
     config.tasks = ("semseg", "depth", "normals", "edge", "sal", "human_parts")
+    # Tasks with intermediate predictions (MTI-Net, PAD-Net), the reference's AUXILARY_TASKS:
+    # they contain the main tasks, in the reference's order; () means the main tasks only.
     config.aux_tasks = ()
 
     config.model = ml_collections.ConfigDict()
-    config.model.name = "multi_task_baseline"
-    config.model.backbone = "resnet_small"
-    config.model.head = "hrnet"
-    config.model.head_width = 48  # hidden channels of each head; 0: the reference's (sum)
+    config.model.name = "mti_net"
+    config.model.backbone = "hrnet_tiny"
+    config.model.dilated = False  # ResNets only: output stride 8 (MTL's ResnetDilated)
+    config.model.head = "hrnet"  # baselines: "hrnet" or "deeplab"
+    config.model.head_width = 0  # hidden channels of each HRNet head; 0: the reference's (sum)
+    config.model.pretrained = ml_collections.config_dict.placeholder(str)  # ImageNet file
+    # MTI-Net's ablation switches (the paper's Table 2 / 3); the defaults are the full model.
+    config.model.mti_net = ml_collections.ConfigDict()
+    config.model.mti_net.num_scales = 4  # 1-4, the finest ones
+    config.model.mti_net.use_fpm = True  # feature propagation between scales
+    config.model.mti_net.distill_all_scales = False  # True: every scale (the full MTI-Net)
+    config.model.mti_net.fpm_softmax = "reference"  # or "per_task" (the paper's reading)
 
     config.loss = ml_collections.ConfigDict()
     config.loss.edge_pos_weight = 0.95  # MTL's edge_w
+    config.loss.convention = "mtl"  # or "lorenmt" (NLL, masked L1, 1 - cosine)
 
     # Fixed loss weights; the PASCAL-Context ones of the MTL configs (REFERENCE.md §6).
     config.weighting = ml_collections.ConfigDict()
@@ -45,6 +69,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.weighting.weights = ml_collections.ConfigDict(
         dict(semseg=1.0, depth=1.0, normals=10.0, edge=50.0, sal=5.0, human_parts=2.0)
     )
+    config.weighting.temperature = 2.0  # dwa
+    config.weighting.update_every_steps = 0  # dwa: 0 = at the end of every epoch
+    config.weighting.alpha = 1.5  # gradnorm
+    config.weighting.shared_path = ml_collections.config_dict.placeholder(str)  # gradnorm, pcgrad
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = "adam"
@@ -59,13 +87,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.schedule.gamma = 0.5
 
     config.batch_size = 8  # global, over all devices and processes
-    config.num_train_steps = 1000
-    config.log_every_steps = 50
-    config.eval_every_steps = 500
-    config.checkpoint_every_steps = 500
+    config.num_train_steps = 200
+    config.log_every_steps = 25
+    config.eval_every_steps = 200
+    config.checkpoint_every_steps = 200
     config.keep_checkpoints = 3
     config.num_eval_images = 4  # examples drawn in the predictions PNG and TensorBoard
 
-    config.num_devices = -1  # devices on the data axis; -1: all
+    config.eval = ml_collections.ConfigDict()
+    # Edge ODS/OIS/AP (host-side, ~1 s per 128x160 image): "off", "final" (the last train step
+    # and eval.py) or "all" (every evaluation).
+    config.eval.edge_benchmark = "final"
+    config.eval.edge_max_dist = ml_collections.config_dict.placeholder(float)  # None: dataset's
+    # Single-task eval JSON files for Delta_m: {task: path}, a path or a list of paths.
+    config.eval.delta_m_references = ml_collections.config_dict.placeholder(object)
+
+    config.num_devices = -1  # devices used; -1: all
+    config.model_parallelism = 1  # devices of the mesh's `model` axis (large params split)
     config.dtype = "float32"
     return apply_overrides(config, arg)

@@ -13,8 +13,9 @@ from mtnets.models.layers import resize
 class MultiTaskModel(nn.Module):
     """Shared encoder, one head per task; each prediction upsampled to the input size.
 
-    With one task this is the single-task model. `heads` maps task names to head modules that
-    take the backbone's feature dict.
+    With one task this is the single-task model (MTL `SingleTaskModel`). `heads` maps task
+    names to head modules that take the backbone's feature dict (`HighResolutionHead` or
+    `DeepLabHead`). `[B, H, W, 3] -> {task: [B, H, W, C_task]}`.
     """
 
     backbone: nn.Module

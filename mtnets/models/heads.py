@@ -1,13 +1,43 @@
-"""Task heads: per-task decoders from multi-scale backbone features."""
+"""Task heads: per-task decoders from multi-scale backbone features.
+
+Both heads take the backbone's feature dict `{"scale_0": [B, H_0, W_0, C_0], ...}` (finest
+first) and return `[B, H, W, outputs]` at the resolution they work at (the finest scale for
+the HRNet head, the coarsest for the DeepLab head); the model upsamples to the input size.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
-from mtnets.models.layers import batch_norm, conv, resize
+from mtnets.models.layers import ConvBN, batch_norm, conv, resize
+
+
+def scale_keys(features: Mapping[str, Any]) -> list[str]:
+    """The keys `scale_0`, `scale_1`, ... of a feature dict, finest first."""
+    return sorted(features, key=lambda k: int(k.rsplit("_", 1)[-1]))
+
+
+class HighResolutionFuse(nn.Module):
+    """Every scale upsampled to the finest one and concatenated (C = sum of channels), then a
+    1x1 conv C -> `hidden` (0: C) with bias, BN and ReLU (MTL `HighResolutionFuse`, the input
+    of PAD-Net, and the first half of `HighResolutionHead`). Output `[B, H_0, W_0, hidden]`."""
+
+    hidden: int = 0
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, features: Mapping[str, Any], train: bool = False):
+        scales = [features[k] for k in scale_keys(features)]
+        size = scales[0].shape[1:3]
+        x = jnp.concatenate([resize(f, size) for f in scales], axis=-1)
+        hidden = self.hidden or x.shape[-1]
+        x = conv(hidden, 1, use_bias=True, dtype=self.dtype, name="fuse_conv")(x)
+        return nn.relu(batch_norm(train, dtype=self.dtype, name="fuse_bn")(x))
 
 
 class HighResolutionHead(nn.Module):
@@ -25,11 +55,65 @@ class HighResolutionHead(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, features: dict[str, Any], train: bool = False):
-        scales = [features[k] for k in sorted(features)]
+    def __call__(self, features: Mapping[str, Any], train: bool = False):
+        scales = [features[k] for k in scale_keys(features)]
         size = scales[0].shape[1:3]
         x = jnp.concatenate([resize(f, size) for f in scales], axis=-1)
         hidden = self.hidden or x.shape[-1]
         x = conv(hidden, 1, use_bias=True, dtype=self.dtype, name="fuse_conv")(x)
         x = nn.relu(batch_norm(train, dtype=self.dtype, name="fuse_bn")(x))
+        return conv(self.outputs, 1, use_bias=True, dtype=self.dtype, name="predict")(x)
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling (DeepLab v3; MTL `models/aspp.py`, REFERENCE.md §5.4).
+
+    Five branches of `width` channels, each conv + BN + ReLU: a 1x1 conv (`branch_0`), three
+    3x3 convs with dilations `rates` (`branch_1..3`), and image pooling (global mean, 1x1 conv,
+    broadcast back: the reference's bilinear resize of a 1x1 map; `pool`). Concatenated and
+    projected by a 1x1 conv + BN + ReLU (`project`), then Dropout(0.5).
+    `[B, H, W, C] -> [B, H, W, width]`.
+    """
+
+    rates: Sequence[int] = (12, 24, 36)
+    width: int = 256
+    dropout: float = 0.5
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        branches = [ConvBN(self.width, 1, relu=True, dtype=self.dtype, name="branch_0")(x, train)]
+        for i, rate in enumerate(self.rates):
+            branch = ConvBN(
+                self.width, 3, dilation=rate, relu=True, dtype=self.dtype, name=f"branch_{i + 1}"
+            )
+            branches.append(branch(x, train))
+        pooled = jnp.mean(x, axis=(1, 2), keepdims=True)
+        pooled = ConvBN(self.width, 1, relu=True, dtype=self.dtype, name="pool")(pooled, train)
+        branches.append(jnp.broadcast_to(pooled, (*x.shape[:3], self.width)))
+        y = jnp.concatenate(branches, axis=-1)
+        y = ConvBN(self.width, 1, relu=True, dtype=self.dtype, name="project")(y, train)
+        return nn.Dropout(self.dropout, deterministic=not train)(y)
+
+
+class DeepLabHead(nn.Module):
+    """DeepLab v3 head (MTL `models/aspp.py` `DeepLabHead`): ASPP(rates 12, 24, 36) -> 256,
+    3x3 conv + BN + ReLU, 1x1 conv (bias) to `outputs`.
+
+    Takes the backbone's feature dict and reads its coarsest scale (the dilated ResNet's
+    `scale_3`, stride 8), or a single `[B, H, W, C]` map. Output `[B, H, W, outputs]`. In
+    training it needs a `dropout` RNG (the train step passes one).
+    """
+
+    outputs: int
+    rates: Sequence[int] = (12, 24, 36)
+    width: int = 256
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, features: Mapping[str, Any] | jax.Array, train: bool = False):
+        if isinstance(features, Mapping):
+            features = features[scale_keys(features)[-1]]
+        x = ASPP(self.rates, self.width, dtype=self.dtype, name="aspp")(features, train)
+        x = ConvBN(self.width, 3, relu=True, dtype=self.dtype, name="conv_bn")(x, train)
         return conv(self.outputs, 1, use_bias=True, dtype=self.dtype, name="predict")(x)

@@ -60,3 +60,142 @@ def resize(x: jax.Array, size: tuple[int, int]) -> jax.Array:
         return x
     shape = (x.shape[0], *size, x.shape[3])
     return jax.image.resize(x, shape, method="linear", antialias=False).astype(x.dtype)
+
+
+class ConvBN(nn.Module):
+    """A bias-free convolution, BatchNorm and optionally a ReLU: the reference's
+    `nn.Sequential(Conv2d, BatchNorm2d[, ReLU])`, with children named `conv` and `bn`.
+
+    `momentum` is Flax's (1 - PyTorch's): 0.9 for PyTorch's default, 0.99 inside HRNet.
+    """
+
+    features: int
+    kernel: int = 1
+    stride: int = 1
+    dilation: int = 1
+    relu: bool = False
+    momentum: float = 0.9
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = conv(
+            self.features, self.kernel, self.stride, self.dilation, dtype=self.dtype, name="conv"
+        )(x)
+        x = batch_norm(train, momentum=self.momentum, dtype=self.dtype, name="bn")(x)
+        return nn.relu(x) if self.relu else x
+
+
+class SEBlock(nn.Module):
+    """Squeeze-and-excitation: `x * sigmoid(W2 relu(W1 mean_hw(x)))`, hidden width C // r.
+
+    MTL `models/layers.py` `SEBlock` (r = 16), used per task at the output of MTI-Net's feature
+    propagation module. `[B, H, W, C] -> [B, H, W, C]`.
+    """
+
+    reduction: int = 16
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        channels = x.shape[-1]
+        s = jnp.mean(x, axis=(1, 2))
+        s = nn.relu(nn.Dense(channels // self.reduction, dtype=self.dtype, name="fc1")(s))
+        s = nn.sigmoid(nn.Dense(channels, dtype=self.dtype, name="fc2")(s))
+        return x * s[:, None, None, :]
+
+
+class SABlock(nn.Module):
+    """Spatial attention: a 3x3 conv of the input gated by the sigmoid of another 3x3 conv.
+
+    MTL `models/layers.py` `SABlock`, the unit of PAD-Net's and MTI-Net's multi-modal
+    distillation (both convs pad 1 and have no bias). `[B, H, W, C_in] -> [B, H, W, features]`.
+    """
+
+    features: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        mask = nn.sigmoid(conv(self.features, 3, dtype=self.dtype, name="attention")(x))
+        return conv(self.features, 3, dtype=self.dtype, name="conv")(x) * mask
+
+
+# ----------------------------------------------------------------------------------------------
+# SegNet / MTAN operations (lorenmt/mtan): align-corners resize, 2x2 max-pool with indices and
+# the matching max-unpool.
+# ----------------------------------------------------------------------------------------------
+
+
+def _align_corners_taps(out_n: int, in_n: int):
+    """Source taps and weights of one axis for `align_corners=True`: output pixel `o` samples
+    the input at `o * (in_n - 1) / (out_n - 1)` (0 when either size is 1), as PyTorch's
+    `area_pixel_compute_source_index` does."""
+    import numpy as np  # local: the section above this one has no NumPy import to extend
+
+    scale = (in_n - 1) / (out_n - 1) if out_n > 1 else 0.0
+    src = np.arange(out_n, dtype=np.float64) * scale
+    lo = np.minimum(np.floor(src).astype(np.int32), in_n - 1)
+    hi = np.minimum(lo + 1, in_n - 1)
+    return lo, hi, (src - lo).astype(np.float32)
+
+
+def resize_align_corners(x: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """Bilinear resize of `[B, H, W, C]` to `size` with `align_corners=True` (corner pixels of
+    input and output coincide).
+
+    PyTorch's `F.interpolate(mode="bilinear", align_corners=True)`, which lorenmt's SegNet-MTAN
+    decoder uses (`MTAN:im2im_pred/model_segnet_mtan.py:163,168`); JAX has no such mode. The
+    taps are static, so this is two gathers and a blend per axis (no dense interpolation matrix,
+    whose float32 matmul would run at TF32 precision on some accelerators).
+    """
+    (in_h, in_w), (out_h, out_w) = x.shape[1:3], size
+    if (in_h, in_w) == (out_h, out_w):
+        return x
+    y0, y1, wy = _align_corners_taps(out_h, in_h)
+    x0, x1, wx = _align_corners_taps(out_w, in_w)
+    wy = jnp.asarray(wy, x.dtype)[:, None, None]
+    wx = jnp.asarray(wx, x.dtype)[:, None]
+    rows = jnp.take(x, y0, axis=1) * (1 - wy) + jnp.take(x, y1, axis=1) * wy
+    return jnp.take(rows, x0, axis=2) * (1 - wx) + jnp.take(rows, x1, axis=2) * wx
+
+
+def _check_even(x: jax.Array, what: str) -> None:
+    h, w = x.shape[1:3]
+    if h % 2 or w % 2:
+        raise ValueError(
+            f"{what} needs an even height and width, got {h}x{w}; SegNet inputs must be "
+            "divisible by 32 (2 per pooling stage)."
+        )
+
+
+def max_pool_with_indices(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """2x2 stride-2 max-pool of `[B, H, W, C]` that also returns where each maximum was.
+
+    Returns `(pooled, index)`, both `[B, H/2, W/2, C]`; `index` (int8) is the position of the
+    maximum inside its window, 0 1 / 2 3 in row-major order, the first one on ties, like
+    PyTorch's `MaxPool2d(2, 2, return_indices=True)` (whose flat indices point into the same
+    non-overlapping windows). The windows come from a reshape, so this is elementwise work; the
+    pooled value is gathered at the index, so the gradient goes to that one element as in
+    PyTorch.
+    """
+    _check_even(x, "max_pool_with_indices")
+    b, h, w, c = x.shape
+    win = x.reshape(b, h // 2, 2, w // 2, 2, c)
+    corners = jnp.stack(
+        [win[:, :, 0, :, 0], win[:, :, 0, :, 1], win[:, :, 1, :, 0], win[:, :, 1, :, 1]], axis=-1
+    )
+    index = jnp.argmax(corners, axis=-1)  # the first maximum, as PyTorch
+    pooled = jnp.take_along_axis(corners, index[..., None], axis=-1)[..., 0]
+    return pooled, index.astype(jnp.int8)
+
+
+def max_unpool(x: jax.Array, index: jax.Array) -> jax.Array:
+    """Inverse of `max_pool_with_indices`: `[B, h, w, C]` values and window indices to a
+    `[B, 2h, 2w, C]` map that holds each value at its index and zeros elsewhere
+    (`nn.MaxUnpool2d(2, 2)`). A one-hot select and a reshape; no scatter."""
+    b, h, w, c = x.shape
+    hot = index[..., None] == jnp.arange(4, dtype=index.dtype)
+    spread = jnp.where(hot, x[..., None], jnp.zeros((), x.dtype))  # [B, h, w, C, 4]
+    spread = spread.reshape(b, h, w, c, 2, 2).transpose(0, 1, 4, 2, 5, 3)
+    return spread.reshape(b, 2 * h, 2 * w, c)

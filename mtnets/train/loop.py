@@ -20,7 +20,8 @@ from mtnets import config_utils, loss_schemes, losses, sharding
 from mtnets.data import augment
 from mtnets.data.pipeline import InputPipeline
 from mtnets.metrics.edge_benchmark import DEFAULT_MAX_DIST, MAX_DIST, EdgeBenchmark
-from mtnets.models import create_model
+from mtnets.models import create_model, input_divisor
+from mtnets.porting.imagenet import load_pretrained
 from mtnets.tasks import task_specs
 from mtnets.train import checkpointing
 from mtnets.train.evaluate import evaluate, prediction_picture, with_delta_m, write_results
@@ -50,6 +51,7 @@ class Experiment:
         self.tx = create_optimizer(config, self.schedule)
         self.mesh = sharding.create_mesh(config.num_devices, config.get("model_parallelism", 1))
         self.data = InputPipeline(config, self.mesh)
+        _check_input_size(config, self.data.image_shape)
         train_examples = self.data.num_examples(config.dataset.train_split)
         self.weighting = create_weighting(
             config, self.tasks, steps_per_epoch=max(1, train_examples // config.batch_size)
@@ -87,7 +89,20 @@ class Experiment:
         )
 
     def initial_state(self):
-        return self._init()
+        """A fresh state; the backbone from `config.model.pretrained` (ImageNet) if given."""
+        state = self._init()
+        if self.config.model.get("pretrained"):
+            variables = load_pretrained(
+                self.config, {"params": state.params, "batch_stats": state.batch_stats}
+            )
+            state = state.replace(
+                params=jax.device_put(variables["params"], self.state_shardings.params),
+                batch_stats=jax.device_put(
+                    variables["batch_stats"], self.state_shardings.batch_stats
+                ),
+            )
+            logging.info("Backbone initialised from %s.", self.config.model.pretrained)
+        return state
 
     def evaluate(
         self, state, workdir: str, step: int, writer=None, *, final: bool = True
@@ -125,6 +140,17 @@ class Experiment:
             self.config.dataset.name, DEFAULT_MAX_DIST
         )
         return EdgeBenchmark(max_dist=max_dist)
+
+
+def _check_input_size(config, image_shape) -> None:
+    divisor = input_divisor(config)
+    height, width = image_shape[:2]
+    if height % divisor or width % divisor:
+        raise ValueError(
+            f"config.model.name={config.model.name!r} needs an input height and width divisible "
+            f"by {divisor}, but {config.dataset.name} gives {height}x{width}; set "
+            "config.dataset.image_size to a size it can take."
+        )
 
 
 class _LibraryInfoFilter:

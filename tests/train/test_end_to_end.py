@@ -106,8 +106,9 @@ def test_eval_of_a_missing_step_is_a_clear_error(trained, tfds_data_dir):
         loop.evaluate_checkpoint(tiny_config(tfds_data_dir), trained["straight"], step=4)
 
 
-def test_sigterm_saves_the_current_step_and_a_restart_continues(tmp_path, tfds_data_dir,
-                                                               monkeypatch):
+def test_sigterm_saves_the_current_step_and_a_restart_continues(
+    tmp_path, tfds_data_dir, monkeypatch
+):
     """Preemption: SIGTERM after step 2 (no checkpoint is due there) saves step 2 and stops."""
     original = InputPipeline.train_batches
 

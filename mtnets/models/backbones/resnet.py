@@ -1,9 +1,17 @@
-"""ResNet backbones returning multi-scale features (torchvision's layout).
+"""ResNet backbones returning multi-scale features (torchvision's layout), optionally dilated.
 
 `ResNet(...)(images)` returns `{"scale_0": layer1, ..., "scale_3": layer4}` at strides 4, 8, 16
-and 32. Module names follow torchvision (`conv1`, `bn1`, `layer1` ... with blocks `layer1_0`,
-each with `conv1`, `bn1`, ... and `downsample_conv` / `downsample_bn`), so that ImageNet
-checkpoints map onto them name by name.
+and 32, or 4, 8, 8, 8 with `output_stride=8` (the dilated ResNet of the MTL reference, whose
+DeepLab heads read `scale_3`). Module names follow torchvision (`conv1`, `bn1`, `layer1` ...
+with blocks `layer1_0`, each with `conv1`, `bn1`, ... and `downsample_conv` / `downsample_bn`),
+so that ImageNet checkpoints map onto them name by name.
+
+Dilation follows MTL `models/resnet_dilated.py` (`ResnetDilated._nostride_dilate`), which
+differs from torchvision's `replace_stride_with_dilation`: in a stage dilated by d, the 3x3
+convolution that carried the stride gets dilation d // 2 (torchvision: the previous stage's
+dilation) and every other 3x3 convolution of the stage gets d; strided 1x1 convolutions lose
+their stride. Output stride 8 dilates layer3 by 2 and layer4 by 4; output stride 16 dilates
+layer4 by 2.
 """
 
 from __future__ import annotations
@@ -18,40 +26,61 @@ from mtnets.models.layers import batch_norm, conv
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with an identity (or 1x1 projection) shortcut."""
+    """Two 3x3 convolutions with an identity (or 1x1 projection) shortcut.
+
+    `dilation` is that of `conv2`; `first_dilation` (0: `dilation`) that of `conv1`, the
+    convolution that carries the stride. `momentum` is Flax's BatchNorm momentum (0.9 is
+    PyTorch's default 0.1; HRNet's blocks use 0.99).
+    """
 
     features: int
     stride: int = 1
-    expansion = 1
+    dilation: int = 1
+    first_dilation: int = 0
+    momentum: float = 0.9
     dtype: Any = jnp.float32
+    expansion = 1
 
     @nn.compact
     def __call__(self, x, train: bool):
-        y = conv(self.features, 3, self.stride, dtype=self.dtype, name="conv1")(x)
-        y = nn.relu(batch_norm(train, dtype=self.dtype, name="bn1")(y))
-        y = conv(self.features, 3, dtype=self.dtype, name="conv2")(y)
-        y = batch_norm(train, dtype=self.dtype, name="bn2")(y)
+        first = self.first_dilation or self.dilation
+        y = conv(self.features, 3, self.stride, first, dtype=self.dtype, name="conv1")(x)
+        y = nn.relu(_bn(self, train, "bn1")(y))
+        y = conv(self.features, 3, 1, self.dilation, dtype=self.dtype, name="conv2")(y)
+        y = _bn(self, train, "bn2")(y)
         return nn.relu(y + _shortcut(self, x, self.features, train))
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (carrying the stride, as torchvision v1.5), 1x1 expand by 4."""
+    """1x1 reduce, 3x3 (carrying the stride, as torchvision v1.5), 1x1 expand by 4.
+
+    The 3x3 convolution has dilation `first_dilation` (0: `dilation`): it is the one that
+    carries the stride, so only the first block of a dilated stage sets it.
+    """
 
     features: int
     stride: int = 1
-    expansion = 4
+    dilation: int = 1
+    first_dilation: int = 0
+    momentum: float = 0.9
     dtype: Any = jnp.float32
+    expansion = 4
 
     @nn.compact
     def __call__(self, x, train: bool):
         out = self.features * self.expansion
         y = conv(self.features, 1, dtype=self.dtype, name="conv1")(x)
-        y = nn.relu(batch_norm(train, dtype=self.dtype, name="bn1")(y))
-        y = conv(self.features, 3, self.stride, dtype=self.dtype, name="conv2")(y)
-        y = nn.relu(batch_norm(train, dtype=self.dtype, name="bn2")(y))
+        y = nn.relu(_bn(self, train, "bn1")(y))
+        first = self.first_dilation or self.dilation
+        y = conv(self.features, 3, self.stride, first, dtype=self.dtype, name="conv2")(y)
+        y = nn.relu(_bn(self, train, "bn2")(y))
         y = conv(out, 1, dtype=self.dtype, name="conv3")(y)
-        y = batch_norm(train, dtype=self.dtype, name="bn3")(y)
+        y = _bn(self, train, "bn3")(y)
         return nn.relu(y + _shortcut(self, x, out, train))
+
+
+def _bn(block: nn.Module, train: bool, name: str):
+    return batch_norm(train, momentum=block.momentum, dtype=block.dtype, name=name)
 
 
 def _shortcut(block: nn.Module, x, features: int, train: bool):
@@ -59,7 +88,16 @@ def _shortcut(block: nn.Module, x, features: int, train: bool):
     if x.shape[-1] == features and block.stride == 1:
         return x
     x = conv(features, 1, block.stride, dtype=block.dtype, name="downsample_conv")(x)
-    return batch_norm(train, dtype=block.dtype, name="downsample_bn")(x)
+    return _bn(block, train, "downsample_bn")(x)
+
+
+def stage_dilations(output_stride: int) -> tuple[int, int, int, int]:
+    """The dilation d of each of the four stages for an output stride of 32, 16 or 8 (MTL
+    `ResnetDilated(dilate_scale=...)`); a stage with d > 1 has no stride."""
+    table = {32: (1, 1, 1, 1), 16: (1, 1, 1, 2), 8: (1, 1, 2, 4)}
+    if output_stride not in table:
+        raise ValueError(f"ResNet output_stride must be 32, 16 or 8, got {output_stride}.")
+    return table[output_stride]
 
 
 class ResNet(nn.Module):
@@ -68,6 +106,7 @@ class ResNet(nn.Module):
     stage_sizes: Sequence[int]
     block: type[nn.Module] = BasicBlock
     width: int = 64
+    output_stride: int = 32
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -76,12 +115,18 @@ class ResNet(nn.Module):
         x = nn.relu(batch_norm(train, dtype=self.dtype, name="bn1")(x))
         x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
         features = {}
+        dilations = stage_dilations(self.output_stride)
         for stage, num_blocks in enumerate(self.stage_sizes):
+            d = dilations[stage]
             for index in range(num_blocks):
-                stride = 2 if stage > 0 and index == 0 else 1
+                first = index == 0
+                stride = 2 if stage > 0 and first and d == 1 else 1
                 x = self.block(
                     self.width * 2**stage,
                     stride,
+                    dilation=d,
+                    # MTL `_nostride_dilate`: the formerly strided 3x3 conv gets d // 2.
+                    first_dilation=max(d // 2, 1) if first and stage > 0 else d,
                     dtype=self.dtype,
                     name=f"layer{stage + 1}_{index}",
                 )(x, train)

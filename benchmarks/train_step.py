@@ -1,0 +1,152 @@
+"""Train-step speed of a config on the local accelerator, with device-resident synthetic data.
+
+    python benchmarks/train_step.py --config configs/nyud/mti_net.py --arg aux=edge+normals \
+        --batch 8 --size 480x640 [--dtype bfloat16]
+    python benchmarks/train_step.py --preset mti_net_nyud        # the rows of benchmarks/README.md
+    python benchmarks/train_step.py --small                       # tiny shapes, runs on a CPU
+
+Reports images per second (median over timed windows after warm-up), compile time, peak device
+memory and the achieved TFLOP/s (XLA's FLOP count of the compiled step). Imports no TensorFlow,
+so it runs where only JAX is installed (the GPU machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mtnets import sharding  # noqa: E402
+from mtnets.config_utils import load_config  # noqa: E402
+from mtnets.models import create_model  # noqa: E402
+from mtnets.tasks import task_specs  # noqa: E402
+from mtnets.train.optim import create_optimizer, create_schedule  # noqa: E402
+from mtnets.train.state import create_train_state  # noqa: E402
+from mtnets.train.step import compile_steps  # noqa: E402
+from mtnets.weighting import create_weighting  # noqa: E402
+
+# The two rows of issue 7, with the reference's shapes (REFERENCE.md §15).
+PRESETS = {
+    "mti_net_nyud": ("configs/nyud/mti_net.py", "aux=edge+normals", 8, (480, 640)),
+    "segnet_mtan_nyuv2": ("configs/nyuv2/segnet_mtan.py", None, 8, (288, 384)),
+}
+
+
+def synthetic_batch(config, batch: int, size: tuple[int, int], seed: int = 0) -> dict:
+    """A batch in the pipeline's conventions for every task of the config (host NumPy)."""
+    rng = np.random.default_rng(seed)
+    shape = (batch, *size)
+    tasks = dict.fromkeys((*config.tasks, *config.get("aux_tasks", ())))
+    specs = task_specs(list(tasks), config.dataset.name)
+    out = {"image": rng.normal(size=(*shape, 3)).astype(np.float32), "mask": np.ones(batch, bool)}
+    for name, spec in specs.items():
+        if spec.kind == "classification":
+            out[name] = rng.integers(0, spec.channels, shape).astype(np.int32)
+        elif spec.kind == "depth":
+            out[name] = rng.uniform(0.5, 10.0, shape).astype(np.float32)
+        elif spec.kind == "normals":
+            normals = rng.normal(size=(*shape, 3)).astype(np.float32)
+            out[name] = normals / np.linalg.norm(normals, axis=-1, keepdims=True)
+        else:
+            out[name] = (rng.uniform(size=shape) < 0.1).astype(np.int32)
+    return out
+
+
+def measure(
+    config, batch: int, size: tuple[int, int], *, warmup: int, windows: int, steps_per_window: int
+) -> dict:
+    """Compiles and times the train step of `config` on all local devices."""
+    mesh = sharding.create_mesh(-1)
+    model = create_model(config)
+    tx = create_optimizer(config, create_schedule(config))
+    weighting = create_weighting(config, config.tasks)
+    specs = task_specs(config.tasks, config.dataset.name)
+    init = jax.tree_util.Partial(create_train_state, model, tx, weighting, (*size, 3), config.seed)
+    shardings = sharding.state_shardings(mesh, jax.eval_shape(init))
+    state = jax.jit(init, out_shardings=shardings)()
+    train_step, _ = compile_steps(model, tx, weighting, specs, mesh, shardings)
+    data = jax.device_put(synthetic_batch(config, batch, size), sharding.batch_sharding(mesh))
+
+    start = time.perf_counter()
+    compiled = train_step.lower(state, data).compile()
+    compile_s = time.perf_counter() - start
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    flops = float(cost.get("flops", 0.0)) if cost else 0.0
+
+    for _ in range(warmup):
+        state, scalars = compiled(state, data)
+    jax.block_until_ready(scalars)
+    rates = []
+    for _ in range(windows):
+        start = time.perf_counter()
+        for _ in range(steps_per_window):
+            state, scalars = compiled(state, data)
+        jax.block_until_ready(scalars)
+        rates.append(steps_per_window * batch / (time.perf_counter() - start))
+    images_per_s = statistics.median(rates)
+    memory = jax.local_devices()[0].memory_stats() or {}
+    return {
+        "model": config.model.name,
+        "dtype": config.dtype,
+        "batch": batch,
+        "size": list(size),
+        "device": jax.devices()[0].device_kind,
+        "num_devices": jax.device_count(),
+        "images_per_s": images_per_s,
+        "window_images_per_s": rates,
+        "compile_s": compile_s,
+        "peak_memory_gib": memory.get("peak_bytes_in_use", float("nan")) / 2**30,
+        "tflop_per_step": flops / 1e12,
+        "achieved_tflop_per_s": flops / 1e12 * images_per_s / batch,
+        "loss": float(scalars["loss"]),
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS))
+    parser.add_argument("--config", default="configs/default.py")
+    parser.add_argument("--arg", default=None, help="the config's get_config argument")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", default=None, help="HxW, e.g. 480x640")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--windows", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=30, help="steps per timed window")
+    parser.add_argument("--small", action="store_true", help="tiny shapes for a CPU")
+    parser.add_argument("--json", default=None, help="also write the result to this file")
+    args = parser.parse_args(argv)
+
+    path, arg, batch, size = args.config, args.arg, args.batch, None
+    if args.preset:
+        path, arg, batch, size = PRESETS[args.preset]
+    config = load_config(path, arg)
+    if args.dtype:
+        config.dtype = args.dtype
+    if args.size:
+        size = tuple(int(v) for v in args.size.lower().split("x"))
+    size = size or tuple(config.get("image_size", (128, 160)))
+    if args.small:
+        batch, size = min(batch, 2), (64, 96)
+        args.warmup, args.windows, args.steps = 1, 2, 2
+    result = measure(
+        config, batch, size, warmup=args.warmup, windows=args.windows, steps_per_window=args.steps
+    )
+    print(json.dumps(result, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Experiments on NYUD-MT, one file per YAML of the MTL reference (`configs/nyud/*/`)."""

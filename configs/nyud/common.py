@@ -1,0 +1,148 @@
+"""What the configs reproducing the MTL reference's YAML files share.
+
+Every `configs/{nyud,pascal}/<name>.py` corresponds to the reference's `<name>.yml` in each of
+its backbone directories (`configs/nyud/hrnet18/`, `configs/nyud/resnet50/`,
+`configs/pascal/hrnet18/`, `configs/pascal/resnet18/`). `get_config(arg)` takes the launch
+string `backbone=...,aux=...,<key>=<value>,...`:
+- `backbone`: a reference directory, `hrnet18` (HRNet-W18-small-v2 + HRNet heads, what the
+  reference calls `hrnet_w18`), `resnet50` / `resnet18` (dilated, output stride 8, + DeepLab
+  heads), or one of our HRNets `hrnet_w18_small_v2`, `hrnet_w18` (full W18), `hrnet_w48`
+  (the paper's best NYUD model), which take the `hrnet18` directory's hyper-parameters.
+  Default: the first directory that has the file (`hrnet18`).
+- `aux` (MTI-Net and PAD-Net on NYUD): `edge+normals` selects `<name>+edges_normals.yml`.
+- anything else overrides a config field (`batch_size=4,optimizer.learning_rate=1e-3`).
+
+Hyper-parameters are the YAML's (REFERENCE.md §9): epochs become steps with the reference's
+`drop_last=True` loader, `epochs * (train images // batch)`. Differences: the reference sets
+the poly learning rate once per epoch, the `poly` schedule here decays every step; NYUD's
+discrete zoom {1, 1.2, 1.5} and PASCAL's ±20° rotation are the data pipeline's `nyud` and
+`pascal` augmentations. ImageNet initialisation needs `model.pretrained=<file>` (the reference
+downloads it; see `mtnets.porting.imagenet`).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from configs.default import get_config as default_config
+from mtnets.config_utils import apply_overrides
+
+TRAIN_IMAGES = {"nyud_mt": 795, "pascal_context_mt": 4998}
+# Reference backbone directory -> (our backbone, head, dilated).
+DIRECTORIES = {
+    "hrnet18": ("hrnet_w18_small_v2", "hrnet", False),
+    "resnet50": ("resnet50", "deeplab", True),
+    "resnet18": ("resnet18", "deeplab", True),
+}
+HRNETS = ("hrnet_w18_small_v2", "hrnet_w18", "hrnet_w48")
+# The reference's AUXILARY_TASKS order (`MTL:utils/config.py:15-86` appends in this order).
+TASK_ORDER = ("semseg", "human_parts", "sal", "normals", "edge", "depth")
+
+
+def split_arg(arg: str | None, selectors: tuple[str, ...]) -> tuple[dict[str, str], str]:
+    """`"backbone=resnet50,batch_size=4"` -> `({"backbone": "resnet50"}, "batch_size=4")`."""
+    chosen, rest = {}, []
+    for item in filter(None, (arg or "").split(",")):
+        key, _, value = item.partition("=")
+        if key.strip() in selectors:
+            chosen[key.strip()] = value.strip()
+        else:
+            rest.append(item)
+    return chosen, ",".join(rest)
+
+
+def resolve_backbone(choice: str | None, directories: dict[str, dict], file: str) -> tuple:
+    """`(directory, backbone, head, dilated)` for a `backbone=` choice; a clear error naming
+    the choices this file has."""
+    choice = choice or next(iter(directories))
+    if choice in HRNETS and "hrnet18" in directories:
+        return "hrnet18", choice, "hrnet", False
+    if choice in directories:
+        return (choice, *DIRECTORIES[choice])
+    options = list(directories) + (list(HRNETS) if "hrnet18" in directories else [])
+    raise ValueError(f"{file}: unknown backbone={choice!r}; choose one of {', '.join(options)}.")
+
+
+def mtl_config(
+    *,
+    file: str,
+    dataset: str,
+    model: str,
+    tasks: tuple[str, ...],
+    directories: dict[str, dict],
+    arg: str | None,
+    aux_variants: dict[str, tuple[str, ...]] | None = None,
+    weights: dict[str, float] | None = None,
+) -> ml_collections.ConfigDict:
+    """The config of one reference YAML. `directories` maps each backbone directory that has
+    the file to its hyper-parameters (`epochs`, `batch`, `optimizer`, `lr`); `aux_variants`
+    maps `aux=` values to the auxiliary tasks (the key "" is the plain YAML)."""
+    chosen, overrides = split_arg(arg, ("backbone", "aux"))
+    directory, backbone, head, dilated = resolve_backbone(chosen.get("backbone"), directories, file)
+    hyper = directories[directory]
+    aux_variants = aux_variants or {"": ()}
+    if chosen.get("aux", "") not in aux_variants:
+        raise ValueError(
+            f"{file}: unknown aux={chosen['aux']!r}; choose one of "
+            f"{', '.join(repr(k) for k in aux_variants)}."
+        )
+    aux = aux_variants[chosen.get("aux", "")]
+
+    config = default_config()
+    config.dataset = dataset_config(dataset)
+    config.tasks = tuple(tasks)
+    config.aux_tasks = tuple(aux)
+    config.model.name = model
+    config.model.backbone = backbone
+    config.model.dilated = dilated
+    config.model.head = head
+    config.model.head_width = 0
+    # The full MTI-Net (the default experiment distils at the finest scale only).
+    config.model.mti_net.num_scales = 4
+    config.model.mti_net.use_fpm = True
+    config.model.mti_net.distill_all_scales = True
+    config.model.mti_net.fpm_softmax = "reference"
+    config.weighting.name = "fixed"
+    weights = weights or {tasks[0]: 1.0}
+    used = {t: w for t, w in weights.items() if t in tasks or t in aux}
+    config.weighting.weights = ml_collections.ConfigDict(used)
+    config.loss.edge_pos_weight = 0.95
+    config.optimizer.name = hyper["optimizer"]
+    config.optimizer.learning_rate = hyper["lr"]
+    config.optimizer.weight_decay = 1e-4
+    config.optimizer.momentum = 0.9
+    config.schedule.name = "poly"
+    config.schedule.power = 0.9
+    config.batch_size = hyper["batch"]
+    steps_per_epoch = TRAIN_IMAGES[dataset] // hyper["batch"]
+    config.num_train_steps = hyper["epochs"] * steps_per_epoch
+    config.log_every_steps = 50
+    # The reference evaluates in its last 10 epochs only (`eval_final_10_epochs_only`).
+    config.eval_every_steps = 10 * steps_per_epoch
+    config.checkpoint_every_steps = steps_per_epoch
+    config.num_eval_images = 4
+    return apply_overrides(config, overrides)
+
+
+def dataset_config(dataset: str) -> ml_collections.ConfigDict:
+    """The data section: the reference's image size and augmentation for `dataset`."""
+    d = ml_collections.ConfigDict()
+    d.name = dataset
+    d.config = ml_collections.config_dict.placeholder(str)  # builder config; None: default
+    d.data_dir = ml_collections.config_dict.placeholder(str)  # None: TFDS default
+    d.manual_dir = ml_collections.config_dict.placeholder(str)  # the downloaded archives
+    d.train_split = "train"
+    d.eval_split = "validation"
+    d.shuffle_buffer = 1000
+    if dataset == "nyud_mt":
+        d.augmentation = "nyud"  # flip, centre zoom {1, 1.2, 1.5} (depth / s)
+        d.image_size = (480, 640)
+    else:
+        d.augmentation = "pascal"  # flip, rotation ±20°, scale 0.75-1.25, resize to 512²
+        d.image_size = (512, 512)
+    return d
+
+
+def ordered(tasks) -> tuple[str, ...]:
+    """`tasks` in the reference's task order."""
+    return tuple(t for t in TASK_ORDER if t in tasks)

@@ -1,0 +1,37 @@
+"""MTAN on a dilated ResNet with DeepLab heads, semseg + depth on NYUD.
+
+Reference: MTL `configs/nyud/resnet50/mtan.yml`, output stride 8.
+
+See `configs/nyud/common.py` for the launch string (`backbone=...`); the model is built by
+`mtnets.models.mtan.create_mtan_model`.
+"""
+
+from configs.nyud.common import mtl_config, split_arg
+from mtnets.config_utils import apply_overrides
+
+DIRECTORIES = {"resnet50": dict(epochs=100, batch=8, optimizer="adam", lr=1e-4)}
+# Loss weights of the YAML (`loss_kwargs.loss_weights`).
+WEIGHTS = {"semseg": 1.0, "depth": 1.0}
+ALPHA_BETA = (0.9, 0.1)
+
+
+def get_config(arg=None):
+    config = mtl_config(
+        file=__file__,
+        dataset="nyud_mt",
+        model="mtan",
+        tasks=("semseg", "depth"),
+        directories=DIRECTORIES,
+        arg=None,
+        weights=WEIGHTS,
+    )
+    config.model.output_stride = 8  # MTL ResnetDilated(dilate_scale=8)
+    return apply_overrides(config, _overrides(arg))
+
+
+def _overrides(arg):
+    """Launch-string items other than `backbone=` (fixed by the reference directory)."""
+    chosen, rest = split_arg(arg, ("backbone",))
+    if chosen.get("backbone", "resnet50") != "resnet50":
+        raise ValueError(f"{__file__}: the reference has only backbone=resnet50, got {chosen}.")
+    return rest

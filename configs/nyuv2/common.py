@@ -1,0 +1,94 @@
+"""What lorenmt/mtan's NYUv2 experiments share (`MTAN:im2im_pred/model_segnet_*.py`).
+
+Every `configs/nyuv2/segnet_<model>.py` is one of the reference's training scripts. The
+recipe (REFERENCE.md §3.1, §7.4): the preprocessed 13-class NYUv2 at 288x384 (`nyuv2_mtan`),
+images fed unnormalised, batch 2, Adam lr 1e-4 (no weight decay), the learning rate halved
+every 100 epochs (`StepLR(100, 0.5)`), 200 epochs, lorenmt's losses (NLL, masked L1 depth,
+1 - cosine normals), no augmentation unless asked (`--apply_augmentation`).
+
+Launch string (`--config=configs/nyuv2/segnet_mtan.py:weighting=dwa,aug=True`):
+- `weighting`: `equal` (the default; a sum of the losses), `dwa` (T = 2, updated every epoch
+  from the epoch-mean losses) or `uncertainty` (log-variances initialised to -0.5), the
+  reference's `--weight equal|dwa|uncert` (multi-task scripts only);
+- `task` (single-task scripts, `--task semantic|depth|normal`): `semseg`, `depth`, `normals`;
+- `aug=True`: lorenmt's random scale-crop {1, 1.2, 1.5} and flip (`--apply_augmentation`);
+- anything else overrides a config field.
+
+Epochs are expressed in steps: the reference's loader keeps the last, incomplete batch
+(795 images -> 398 batches, the last of 1 image), ours drops it, so an epoch is 397 steps of
+2 images (794 images) and 200 epochs are 79,400 steps; the rate halves at step 39,700, DWA
+updates every 397 steps, and evaluation runs every epoch (the published number is the mean of
+the last 10 epochs).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from configs.default import get_config as default_config
+from configs.nyud.common import split_arg
+from mtnets.config_utils import apply_overrides
+
+TRAIN_IMAGES = 795
+BATCH_SIZE = 2
+EPOCHS = 200
+STEPS_PER_EPOCH = TRAIN_IMAGES // BATCH_SIZE  # 397: the pipeline drops the incomplete batch
+WEIGHTINGS = ("equal", "dwa", "uncertainty")
+TASKS = ("semseg", "depth", "normals")
+
+
+def lorenmt_config(model: str, arg: str | None, *, single_task: bool = False):
+    """The config of lorenmt's script for `model` (a `create_mtan_model` name)."""
+    selectors = ("task", "aug") if single_task else ("weighting", "aug")
+    chosen, overrides = split_arg(arg, selectors)
+    config = default_config()
+    config.dataset = ml_collections.ConfigDict()
+    config.dataset.name = "nyuv2_mtan"
+    config.dataset.config = ml_collections.config_dict.placeholder(str)
+    config.dataset.data_dir = ml_collections.config_dict.placeholder(str)
+    config.dataset.manual_dir = ml_collections.config_dict.placeholder(str)  # nyuv2/ or .zip
+    config.dataset.train_split = "train"
+    config.dataset.eval_split = "validation"
+    config.dataset.shuffle_buffer = 1000
+    aug = chosen.get("aug", "False")
+    if aug not in ("True", "False"):
+        raise ValueError(f"aug must be True or False, got {aug!r}.")
+    config.dataset.augmentation = "lorenmt" if aug == "True" else "none"
+    config.dataset.image_size = (288, 384)
+    config.dataset.image_normalization = "none"  # lorenmt feeds the stored images as they are
+
+    if single_task:
+        task = chosen.get("task", "semseg")
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}.")
+        config.tasks = (task,)
+    else:
+        config.tasks = TASKS
+    config.aux_tasks = ()
+    config.model = ml_collections.ConfigDict()
+    config.model.name = model
+
+    config.loss.convention = "lorenmt"
+    config.weighting = ml_collections.ConfigDict()
+    config.weighting.name = chosen.get("weighting", "equal")
+    if config.weighting.name not in WEIGHTINGS:
+        raise ValueError(
+            f"weighting must be one of {', '.join(WEIGHTINGS)}, got {config.weighting.name!r}."
+        )
+    config.weighting.temperature = 2.0  # DWA's T (`--temp`)
+    config.weighting.update_every_steps = STEPS_PER_EPOCH  # DWA: once per epoch
+    config.weighting.init = -0.5  # uncertainty: lorenmt's logsigma initial value
+
+    config.optimizer.name = "adam"
+    config.optimizer.learning_rate = 1e-4
+    config.optimizer.weight_decay = 0.0
+    config.schedule.name = "step"  # StepLR(step_size=100 epochs, gamma=0.5)
+    config.schedule.step_size = 100 * STEPS_PER_EPOCH
+    config.schedule.gamma = 0.5
+    config.batch_size = BATCH_SIZE
+    config.num_train_steps = EPOCHS * STEPS_PER_EPOCH
+    config.log_every_steps = 100
+    config.eval_every_steps = STEPS_PER_EPOCH
+    config.checkpoint_every_steps = STEPS_PER_EPOCH
+    config.num_eval_images = 4
+    return apply_overrides(config, overrides)

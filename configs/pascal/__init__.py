@@ -1,0 +1,1 @@
+"""Experiments on PASCAL-Context MT, one file per YAML of the MTL reference."""

@@ -1,0 +1,68 @@
+"""Cross-stitch networks on dilated ResNets (Misra et al., CVPR 2016; MTL `models/cross_stitch.py`).
+
+One ResNet and one DeepLab head per task. After each of the four stages a cross-stitch unit
+mixes the tasks' features channel-wise: `out_i = sum_j alpha[i, j] * x_j`, `alpha[i, j]` a
+per-channel vector initialised to `alpha` on the diagonal and `beta` elsewhere (REFERENCE.md
+§5.1). The reference initialises the task networks from trained single-task models; see
+`mtnets.porting.mtan.variables_from_single_task`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mtnets.models.heads import DeepLabHead
+from mtnets.models.layers import resize
+from mtnets.models.mtan import ResNetTrunk
+
+
+def stitch_init(alpha: float, beta: float):
+    """Initialiser of a `[T, T, C]` unit: `alpha` where i == j, `beta` elsewhere."""
+
+    def init(key, shape, dtype=jnp.float32):
+        del key
+        eye = jnp.eye(shape[0], dtype=dtype)[:, :, None]
+        return jnp.broadcast_to(eye * alpha + (1 - eye) * beta, shape).astype(dtype)
+
+    return init
+
+
+class CrossStitchNetwork(nn.Module):
+    """`[B, H, W, 3]` -> `{task: [B, H, W, C_task]}`. Modules: `backbone_{task}` (a
+    `ResNetTrunk`), `head_{task}` (DeepLab); params `cross_stitch_layer{s}` `[T, T, C_s]` with
+    `[i, j]` the weight of task j's features in task i's (tasks in `outputs` order)."""
+
+    outputs: Mapping[str, int]
+    resnet: str = "resnet50"
+    output_stride: int = 8
+    alpha: float = 0.9
+    beta: float = 0.1
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, images, train: bool = False) -> dict[str, jax.Array]:
+        tasks = list(self.outputs)
+        trunks = [
+            ResNetTrunk(self.resnet, self.output_stride, self.dtype, name=f"backbone_{t}")
+            for t in tasks
+        ]
+        xs = [trunk(images, "stem", train) for trunk in trunks]
+        for s, channels in enumerate(trunks[0].channels, start=1):
+            xs = [trunk(x, f"layer{s}", train) for trunk, x in zip(trunks, xs, strict=True)]
+            unit = self.param(
+                f"cross_stitch_layer{s}",
+                stitch_init(self.alpha, self.beta),
+                (len(tasks), len(tasks), channels),
+            ).astype(self.dtype)
+            stacked = jnp.stack(xs)  # [T, B, H, W, C]
+            xs = list(jnp.einsum("ijc,jbhwc->ibhwc", unit, stacked))
+        size = images.shape[1:3]
+        return {
+            t: resize(DeepLabHead(c, dtype=self.dtype, name=f"head_{t}")(x, train), size)
+            for (t, c), x in zip(self.outputs.items(), xs, strict=True)
+        }

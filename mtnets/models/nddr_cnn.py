@@ -1,0 +1,95 @@
+"""NDDR-CNN on dilated ResNets (Gao et al., CVPR 2019; MTL `models/nddr_cnn.py`).
+
+One ResNet and one DeepLab head per task. After the stem and after each of the four stages an
+NDDR layer fuses the tasks: per task, `relu(BN(conv1x1(concat_j x_j)))` back to C channels
+(no bias; BN momentum 0.05 as in the NDDR-CNN code, Flax 0.95), the 1x1 weights initialised
+to `alpha * I` on the task's own block and `beta * I` on the others (REFERENCE.md §5.2). The
+reference initialises the task networks from trained single-task models; see
+`mtnets.porting.mtan.variables_from_single_task`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mtnets.models.heads import DeepLabHead
+from mtnets.models.layers import batch_norm, resize
+from mtnets.models.mtan import ResNetTrunk
+
+# MTL's stages: the stem ("conv", including the max-pool), then layer1..4 ("layer1_without_conv").
+STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
+
+
+def nddr_init(task: int, num_tasks: int, alpha: float, beta: float):
+    """Initialiser of a `[1, 1, T*C, C]` kernel: `beta * I` blocks, `alpha * I` for `task`."""
+
+    def init(key, shape, dtype=jnp.float32):
+        del key
+        c = shape[-1]
+        weights = jnp.full((num_tasks,), beta, dtype).at[task].set(alpha)
+        kernel = jnp.concatenate([w * jnp.eye(c, dtype=dtype) for w in weights], axis=0)
+        return kernel.reshape(shape)
+
+    return init
+
+
+class NDDRLayer(nn.Module):
+    """Fuses `[B, H, W, C]` features of T tasks into T new ones (`{stage}` unit of NDDR-CNN)."""
+
+    num_tasks: int
+    alpha: float = 0.9
+    beta: float = 0.1
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, xs, train: bool = False):
+        x = jnp.concatenate(xs, axis=-1)
+        c = xs[0].shape[-1]
+        out = []
+        for t in range(self.num_tasks):
+            y = nn.Conv(
+                c,
+                (1, 1),
+                use_bias=False,
+                kernel_init=nddr_init(t, self.num_tasks, self.alpha, self.beta),
+                dtype=self.dtype,
+                name=f"conv_{t}",
+            )(x)
+            bn = batch_norm(train, momentum=0.95, dtype=self.dtype, name=f"bn_{t}")
+            out.append(nn.relu(bn(y)))
+        return out
+
+
+class NDDRCNN(nn.Module):
+    """`[B, H, W, 3]` -> `{task: [B, H, W, C_task]}`. Modules: `backbone_{task}` (a
+    `ResNetTrunk`), `nddr_{stage}` (tasks concatenated in `outputs` order), `head_{task}`."""
+
+    outputs: Mapping[str, int]
+    resnet: str = "resnet50"
+    output_stride: int = 8
+    alpha: float = 0.9
+    beta: float = 0.1
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, images, train: bool = False) -> dict[str, jax.Array]:
+        tasks = list(self.outputs)
+        trunks = [
+            ResNetTrunk(self.resnet, self.output_stride, self.dtype, name=f"backbone_{t}")
+            for t in tasks
+        ]
+        xs = [images] * len(tasks)
+        for stage in STAGES:
+            xs = [trunk(x, stage, train) for trunk, x in zip(trunks, xs, strict=True)]
+            nddr = NDDRLayer(len(tasks), self.alpha, self.beta, self.dtype, name=f"nddr_{stage}")
+            xs = nddr(xs, train)
+        size = images.shape[1:3]
+        return {
+            t: resize(DeepLabHead(c, dtype=self.dtype, name=f"head_{t}")(x, train), size)
+            for (t, c), x in zip(self.outputs.items(), xs, strict=True)
+        }
