@@ -293,3 +293,18 @@ def test_bad_labels_name_the_example(pipeline, overrides, message):
 def test_good_labels_pass_the_checks(pipeline):
     batch = next(pipeline._global(bad_example().map(pipeline._fields).repeat(8).batch(8)))
     assert batch["semseg"].shape == (8, 32, 40, 1)
+
+
+def test_resume_restores_the_dwa_loss_history_exactly(tmp_path, tfds_data_dir):
+    """DWA's carried epoch means decide its weights: a restart must continue from the saved
+    history (here updated every step, so the weights already move by step 3)."""
+    arg = "weighting.name=dwa,weighting.update_every_steps=1"
+    straight = str(tmp_path / "straight")
+    straight_state = loop.train_and_evaluate(tiny_config(tfds_data_dir, arg), straight)
+    resumed = str(tmp_path / "resumed")
+    shutil.copytree(straight, resumed)
+    shutil.rmtree(os.path.join(resumed, "checkpoints", "6"))
+    state = loop.train_and_evaluate(tiny_config(tfds_data_dir, arg), resumed)
+    weights = np.asarray(state.weighting["weights"])
+    assert not np.allclose(weights, 1.0)  # DWA really reweighted
+    assert_same_state(state, straight_state)
