@@ -177,6 +177,11 @@ def test_non_finite_loss_names_the_step_and_task_and_keeps_checkpoints(
         ("optimizer.name=adamw2", "config.optimizer.name 'adamw2'"),
         ("schedule.name=cosine2", "config.schedule.name 'cosine2'"),
         ("batch_size=12", "config.batch_size=12 is not divisible by the 8 devices"),
+        (
+            "model.name=mti_net,model.backbone=hrnet_tiny",
+            "'mti_net' needs an input height and width divisible by 32, but synthetic_scenes "
+            "gives 32x40",
+        ),
     ],
 )
 def test_bad_config_is_a_clear_error(tmp_path, tfds_data_dir, arg, message):
