@@ -12,6 +12,7 @@ import ast
 import ml_collections
 
 from mtnets import tasks as tasks_lib
+from mtnets import weighting
 
 
 def apply_overrides(config: ml_collections.ConfigDict, arg: str | None):
@@ -63,6 +64,11 @@ def validate(config) -> None:
     ):
         if config[field] <= 0:
             raise ValueError(f"config.{field} must be positive, got {config[field]}.")
+    if config.weighting.name not in weighting.STRATEGIES:
+        raise ValueError(
+            f"Unknown config.weighting.name {config.weighting.name!r}; choose one of "
+            f"{', '.join(weighting.STRATEGIES)}."
+        )
     if config.dtype not in ("float32", "bfloat16"):
         raise ValueError(f"config.dtype must be 'float32' or 'bfloat16', got {config.dtype!r}.")
 
