@@ -22,10 +22,16 @@ ALPHA_BETA = (0.9, 0.1)
 
 
 def get_config(arg=None):
+    return unit_network_config("cross_stitch", arg)
+
+
+def unit_network_config(model: str, arg=None):
+    """The config of a network of per-task ResNets joined by units (cross-stitch, NDDR-CNN):
+    the two reference YAMLs differ only in the model."""
     config = mtl_config(
         file=__file__,
         dataset="nyud_mt",
-        model="cross_stitch",
+        model=model,
         tasks=("semseg", "depth"),
         directories=DIRECTORIES,
         arg=None,

@@ -22,10 +22,16 @@ ALPHA_BETA = (0.8, 0.05)
 
 
 def get_config(arg=None):
+    return unit_network_config("cross_stitch", arg)
+
+
+def unit_network_config(model: str, arg=None):
+    """The config of a network of per-task ResNets joined by units (cross-stitch, NDDR-CNN):
+    the two reference YAMLs differ only in the model."""
     config = mtl_config(
         file=__file__,
         dataset="pascal_context_mt",
-        model="cross_stitch",
+        model=model,
         tasks=("semseg", "human_parts", "sal", "normals", "edge"),
         directories=DIRECTORIES,
         arg=None,
