@@ -22,10 +22,15 @@ WEIGHTS = {"semseg": 1.0, "depth": 1.0, "normals": 10.0, "edge": 50.0}
 
 
 def get_config(arg=None):
+    return distillation_config("mti_net", __file__, arg)
+
+
+def distillation_config(model: str, file: str, arg=None):
+    """This YAML for `mti_net` or `pad_net`: the two differ only in the model."""
     return mtl_config(
-        file=__file__,
+        file=file,
         dataset="nyud_mt",
-        model="mti_net",
+        model=model,
         tasks=("semseg", "depth"),
         directories=DIRECTORIES,
         arg=arg,

@@ -5,30 +5,8 @@ Reference: MTL `configs/nyud/hrnet18/pad_net.yml` and `pad_net+edges_normals.yml
 See `configs/nyud/common.py` for the launch string (`backbone=...`, `aux=edge+normals`).
 """
 
-from configs.nyud.common import mtl_config
-
-DIRECTORIES = {
-    "hrnet18": dict(epochs=100, batch=8, optimizer="adam", lr=1e-4),
-}
-# `aux=` launch-string values -> the reference's AUXILARY_TASKS (main tasks included).
-AUX = {
-    "": ("semseg", "depth"),
-    "edge+normals": ("semseg", "normals", "edge", "depth"),
-    "normals+edge": ("semseg", "normals", "edge", "depth"),
-}
-
-# Loss weights of the YAML (`loss_kwargs.loss_weights`).
-WEIGHTS = {"semseg": 1.0, "depth": 1.0, "normals": 10.0, "edge": 50.0}
+from configs.nyud.mti_net import distillation_config
 
 
 def get_config(arg=None):
-    return mtl_config(
-        file=__file__,
-        dataset="nyud_mt",
-        model="pad_net",
-        tasks=("semseg", "depth"),
-        directories=DIRECTORIES,
-        arg=arg,
-        aux_variants=AUX,
-        weights=WEIGHTS,
-    )
+    return distillation_config("pad_net", __file__, arg)

@@ -18,10 +18,15 @@ WEIGHTS = {"semseg": 1.0, "human_parts": 2.0, "sal": 5.0}
 
 
 def get_config(arg=None):
+    return distillation_config("mti_net", __file__, arg)
+
+
+def distillation_config(model: str, file: str, arg=None):
+    """This YAML for `mti_net` or `pad_net`: the two differ only in the model."""
     return mtl_config(
-        file=__file__,
+        file=file,
         dataset="pascal_context_mt",
-        model="mti_net",
+        model=model,
         tasks=("semseg", "human_parts", "sal"),
         directories=DIRECTORIES,
         arg=arg,

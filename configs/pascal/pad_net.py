@@ -3,26 +3,8 @@
 See `configs/nyud/common.py` for the launch string (`backbone=...`).
 """
 
-from configs.nyud.common import mtl_config
-
-DIRECTORIES = {
-    "hrnet18": dict(epochs=100, batch=8, optimizer="adam", lr=1e-4),
-}
-# `aux=` launch-string values -> the reference's AUXILARY_TASKS (main tasks included).
-AUX = {"": ("semseg", "human_parts", "sal", "normals", "edge")}
-
-# Loss weights of the YAML (`loss_kwargs.loss_weights`).
-WEIGHTS = {"semseg": 1.0, "human_parts": 2.0, "sal": 5.0, "normals": 10.0, "edge": 50.0}
+from configs.pascal.mti_net import distillation_config
 
 
 def get_config(arg=None):
-    return mtl_config(
-        file=__file__,
-        dataset="pascal_context_mt",
-        model="pad_net",
-        tasks=("semseg", "human_parts", "sal", "normals", "edge"),
-        directories=DIRECTORIES,
-        arg=arg,
-        aux_variants=AUX,
-        weights=WEIGHTS,
-    )
+    return distillation_config("pad_net", __file__, arg)

@@ -5,26 +5,8 @@ Reference: MTL `configs/pascal/hrnet18/pad_net_small.yml`.
 See `configs/nyud/common.py` for the launch string (`backbone=...`).
 """
 
-from configs.nyud.common import mtl_config
-
-DIRECTORIES = {
-    "hrnet18": dict(epochs=80, batch=8, optimizer="adam", lr=1e-4),
-}
-# `aux=` launch-string values -> the reference's AUXILARY_TASKS (main tasks included).
-AUX = {"": ("semseg", "human_parts", "sal")}
-
-# Loss weights of the YAML (`loss_kwargs.loss_weights`).
-WEIGHTS = {"semseg": 1.0, "human_parts": 2.0, "sal": 5.0}
+from configs.pascal.mti_net_small import distillation_config
 
 
 def get_config(arg=None):
-    return mtl_config(
-        file=__file__,
-        dataset="pascal_context_mt",
-        model="pad_net",
-        tasks=("semseg", "human_parts", "sal"),
-        directories=DIRECTORIES,
-        arg=arg,
-        aux_variants=AUX,
-        weights=WEIGHTS,
-    )
+    return distillation_config("pad_net", __file__, arg)

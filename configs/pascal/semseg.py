@@ -14,11 +14,16 @@ DIRECTORIES = {
 
 
 def get_config(arg=None):
+    return single_task_config("semseg", __file__, arg)
+
+
+def single_task_config(task: str, file: str, arg=None):
+    """A PASCAL-Context single-task YAML: the five differ only in the task."""
     return mtl_config(
-        file=__file__,
+        file=file,
         dataset="pascal_context_mt",
         model="single_task_baseline",
-        tasks=("semseg",),
+        tasks=(task,),
         directories=DIRECTORIES,
         arg=arg,
     )
