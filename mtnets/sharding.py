@@ -74,10 +74,27 @@ def state_shardings(mesh: Mesh, abstract_state, min_shard_size: int = MIN_SHARD_
 
 def local_batch_size(global_batch_size: int, mesh: Mesh) -> int:
     """This process's share of the global batch; a clear error if it does not divide evenly."""
+    return len(process_rows(global_batch_size, mesh))
+
+
+def process_rows(global_batch_size: int, mesh: Mesh) -> range:
+    """The rows of a global batch that this process's devices hold.
+
+    `jax.make_array_from_process_local_data` assembles a global batch from one contiguous block
+    of rows per process; this is that block, so that the input pipeline can feed exactly it.
+    """
     data = mesh.shape[DATA_AXIS]
     if global_batch_size % data:
         raise ValueError(
             f"config.batch_size={global_batch_size} is not divisible by the {data} devices of "
             "the mesh's data axis."
         )
-    return global_batch_size // jax.process_count()
+    shards = batch_sharding(mesh).addressable_devices_indices_map((global_batch_size,))
+    blocks = {index[0].indices(global_batch_size)[:2] for index in shards.values()}
+    start, stop = min(b[0] for b in blocks), max(b[1] for b in blocks)
+    if sum(b[1] - b[0] for b in blocks) != stop - start:
+        raise ValueError(
+            f"The devices of process {jax.process_index()} hold rows {sorted(blocks)} of the "
+            "global batch, not one contiguous block; order the mesh's devices by process."
+        )
+    return range(start, stop)

@@ -50,6 +50,16 @@ def run(mesh, config, batches, min_shard_size):
 
 
 @pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (simulated) devices")
+def test_a_single_process_feeds_every_row_of_the_global_batch():
+    for model in (1, 2):
+        mesh = sharding.create_mesh(-1, model)
+        rows = sharding.process_rows(16, mesh)
+        assert rows == range(0, 16)
+        assert sharding.local_batch_size(16, mesh) == 16
+    with pytest.raises(ValueError, match="batch_size=12 is not divisible by the 8 devices"):
+        sharding.process_rows(12, sharding.create_mesh(-1, 1))
+
+
 def test_data_and_model_sharded_steps_match_one_device():
     from tests.train.test_step import random_batch
 

@@ -1,18 +1,24 @@
 """tf.data input pipelines that feed globally sharded batches to the train and eval steps.
 
-Each process reads its own part of a split (`tfds.split_for_jax_process`), builds batches of its
-share of the global batch, and the pieces become one global `jax.Array` per field, sharded over
-the mesh's `data` axis (`jax.make_array_from_process_local_data`).
+Each process builds the rows of every global batch that its devices hold, and the pieces become
+one global `jax.Array` per field, sharded over the mesh's `data` axis
+(`jax.make_array_from_process_local_data`).
 
 Batches are dicts: `image` float32 `[B, H, W, 3]` (normalized), one label per task in the
 conventions of `mtnets.tasks`, and `mask` bool `[B]` that is False on padding examples (only
 evaluation pads, so that every process runs the same number of equal batches).
 
-The training stream is a pure function of (seed, process, step): epoch `e` visits the examples
-in an order shuffled with a seed derived from `e`, and the augmentation of the `i`-th example of
-epoch `e` draws from a seed derived from (e, i). Starting at step `s` therefore rebuilds the
-exact stream an uninterrupted run would have seen from step `s` on, by skipping less than one
-epoch; no iterator state needs to be saved with a checkpoint.
+The training stream is a pure function of (seed, step): epoch `e` visits the examples of the
+whole split in an order shuffled with a seed derived from `e`, and the augmentation of the
+`i`-th example of epoch `e` draws from a seed derived from (e, i). Every process walks that same
+global stream and keeps only its rows of each global batch (it reads every record but decodes
+and augments only its own), so the global batches do not depend on how many processes share
+them: 2 processes of 2 devices train exactly as 1 process of 4. Starting at step `s` rebuilds
+the stream an uninterrupted run would have seen from step `s` on, by skipping less than one
+epoch of undecoded records; no iterator state needs to be saved with a checkpoint.
+
+Evaluation reads a disjoint part of the split per process (`tfds.split_for_jax_process`): the
+metrics are sums over examples, so they do not depend on the order either.
 """
 
 from __future__ import annotations
@@ -45,7 +51,8 @@ class InputPipeline:
     def __init__(self, config, mesh: jax.sharding.Mesh):
         self.config = config
         self.tasks = tuple(dict.fromkeys((*config.tasks, *config.get("aux_tasks", ()))))
-        self.local_batch_size = sharding.local_batch_size(config.batch_size, mesh)
+        self.rows = sharding.process_rows(config.batch_size, mesh)  # this process's rows
+        self.local_batch_size = len(self.rows)
         self.sharding = sharding.batch_sharding(mesh)
         self.builder = _prepared_builder(config.dataset)
         self.augmentation = config.dataset.get("augmentation", "synthetic")
@@ -93,31 +100,40 @@ class InputPipeline:
         return self._global(self.train_dataset(start_step))
 
     def train_dataset(self, start_step: int = 0) -> tf.data.Dataset:
-        """This process's batches (NumPy-convertible) from step `start_step + 1` on."""
-        split = tfds.split_for_jax_process(self.config.dataset.train_split, drop_remainder=True)
+        """This process's rows of the global batches from step `start_step + 1` on."""
+        split = self.config.dataset.train_split
         examples = self._read(split)
         size = self.num_examples(split)
         if self.tasks == ("human_parts",):
             # As the reference when human parts is the only task: train on the images that
             # have parts only (`MTL:data/pascal_context.py`); evaluation ignores the others.
-            examples = examples.filter(lambda ex: tf.reduce_any(ex["human_parts"] != 255))
+            examples = examples.filter(
+                lambda ex: tf.reduce_any(self._decoded(ex, "human_parts") != 255)
+            )
             size = _count(examples)
         buffer = max(1, min(self.config.dataset.shuffle_buffer, size))
-        seed = tf.constant([self.config.seed, jax.process_index()], tf.int64)
+        seed = tf.constant([self.config.seed, 0], tf.int64)
 
         def epoch(e):
             epoch_seed = tf.random.experimental.stateless_fold_in(seed, e)
             order = examples.shuffle(buffer, seed=epoch_seed[0], reshuffle_each_iteration=False)
             return order.enumerate().map(lambda i, ex: (e, i, ex))
 
-        def prepare(e, i, example):
+        global_batch, rows = self.config.batch_size, self.rows
+
+        def in_my_rows(n, _):
+            return (n % global_batch >= rows.start) & (n % global_batch < rows.stop)
+
+        def prepare(_, item):
+            e, i, example = item
             example_seed = tf.random.experimental.stateless_fold_in(
                 tf.random.experimental.stateless_fold_in(seed, e), i
             )
             return self._train_example(example, example_seed)
 
-        first_epoch, offset = divmod(start_step * self.local_batch_size, size)
+        first_epoch, offset = divmod(start_step * global_batch, size)
         stream = tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch).skip(offset)
+        stream = stream.enumerate().filter(in_my_rows)
         stream = stream.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return stream.batch(self.local_batch_size, drop_remainder=True).prefetch(2)
 
@@ -203,22 +219,27 @@ class InputPipeline:
 
     # ---------------------------------------------------------------------------------------
     def _read(self, split) -> tf.data.Dataset:
-        """The stored examples; JPEG images come undecoded and are decoded by `_fields`."""
-        decoders = {"image": tfds.decode.SkipDecoding()} if self._jpeg_image else None
+        """The stored examples, undecoded but for their id: `_fields` decodes what it uses, so
+        records that another process keeps, and unused labels, cost no decoding."""
+        features = self.builder.info.features
+        decoders = {key: tfds.decode.SkipDecoding() for key in features if key != "id"}
         return self.builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
 
-    def _fields(self, example) -> dict:
-        """The image and this experiment's labels, each `[H, W, C]`.
+    def _decoded(self, example, key: str) -> tf.Tensor:
+        """Field `key` of a `_read` example, decoded. JPEGs are decoded with libjpeg's accurate
+        integer DCT, the one PIL uses, so the pixels are those the reference reads."""
+        if key == "image" and self._jpeg_image:
+            return tf.io.decode_jpeg(example[key], channels=3, dct_method="INTEGER_ACCURATE")
+        return self.builder.info.features[key].decode_example(example[key])
 
-        JPEGs are decoded with libjpeg's accurate integer DCT, the one PIL uses, so the pixels
-        are those the reference reads. uint8 normals (pascal_context_mt) are PNG codes c ->
-        2 c / 255 - 1, with (0, 0, 0) meaning invalid (-> all-zero normals)."""
-        image = example["image"]
-        if self._jpeg_image:
-            image = tf.io.decode_jpeg(image, channels=3, dct_method="INTEGER_ACCURATE")
-        fields = {"image": image}
+    def _fields(self, example) -> dict:
+        """The image and this experiment's labels, each `[H, W, C]`, decoded.
+
+        uint8 normals (pascal_context_mt) are PNG codes c -> 2 c / 255 - 1, with (0, 0, 0)
+        meaning invalid (-> all-zero normals)."""
+        fields = {"image": self._decoded(example, "image")}
         for task in self.tasks:
-            value = example[task]
+            value = self._decoded(example, task)
             if task == "depth":
                 value = value[..., None]
             elif task == "normals" and value.dtype == tf.uint8:

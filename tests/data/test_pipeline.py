@@ -61,6 +61,19 @@ def test_train_stream_resumes_at_any_step(pipeline):
                 np.testing.assert_array_equal(a[key], b[key], err_msg=f"start {start} {key}")
 
 
+def test_processes_feed_their_rows_of_the_same_global_batches(pipeline, monkeypatch):
+    """Whatever rows a process holds, it gets exactly those rows of the global stream (so 2
+    processes build the batches 1 process builds), from any start step."""
+    whole = list(itertools.islice(pipeline.train_dataset(2).as_numpy_iterator(), 3))
+    for rows in (range(0, 4), range(4, 8), range(2, 6)):
+        monkeypatch.setattr(pipeline, "rows", rows)
+        monkeypatch.setattr(pipeline, "local_batch_size", len(rows))
+        part = list(itertools.islice(pipeline.train_dataset(2).as_numpy_iterator(), 3))
+        for a, b in zip(part, whole, strict=True):
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key][rows.start : rows.stop], key)
+
+
 def test_epochs_are_reshuffled_and_augmented_differently(pipeline):
     batches = list(itertools.islice(pipeline.train_dataset(0).as_numpy_iterator(), 6))
     first = np.concatenate([b["image"] for b in batches[:3]])
