@@ -30,7 +30,7 @@ from mtnets.models import create_model  # noqa: E402
 from mtnets.tasks import task_specs  # noqa: E402
 from mtnets.train.optim import create_optimizer, create_schedule  # noqa: E402
 from mtnets.train.state import create_train_state  # noqa: E402
-from mtnets.train.step import compile_steps  # noqa: E402
+from mtnets.train.step import compile_config_steps, trained_tasks  # noqa: E402
 from mtnets.weighting import create_weighting  # noqa: E402
 
 # The two rows of issue 7, with the reference's shapes (REFERENCE.md §15).
@@ -67,12 +67,12 @@ def measure(
     mesh = sharding.create_mesh(-1)
     model = create_model(config)
     tx = create_optimizer(config, create_schedule(config))
-    weighting = create_weighting(config, config.tasks)
-    specs = task_specs(config.tasks, config.dataset.name)
+    # DWA's period does not change the step's cost; any steps_per_epoch will do.
+    weighting = create_weighting(config, trained_tasks(config), steps_per_epoch=100)
     init = jax.tree_util.Partial(create_train_state, model, tx, weighting, (*size, 3), config.seed)
     shardings = sharding.state_shardings(mesh, jax.eval_shape(init))
     state = jax.jit(init, out_shardings=shardings)()
-    train_step, _ = compile_steps(model, tx, weighting, specs, mesh, shardings)
+    train_step, _ = compile_config_steps(config, model, tx, weighting, mesh, shardings)
     data = jax.device_put(synthetic_batch(config, batch, size), sharding.batch_sharding(mesh))
 
     start = time.perf_counter()

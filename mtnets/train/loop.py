@@ -7,7 +7,6 @@ a checkpoint, training continues from its step with the same data stream and key
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 
@@ -16,7 +15,7 @@ import numpy as np
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from mtnets import config_utils, loss_schemes, losses, sharding
+from mtnets import config_utils, sharding
 from mtnets.data import augment
 from mtnets.data.pipeline import InputPipeline
 from mtnets.metrics.edge_benchmark import DEFAULT_MAX_DIST, MAX_DIST, EdgeBenchmark
@@ -27,7 +26,7 @@ from mtnets.train import checkpointing
 from mtnets.train.evaluate import evaluate, prediction_picture, with_delta_m, write_results
 from mtnets.train.optim import create_optimizer, create_schedule
 from mtnets.train.state import create_train_state
-from mtnets.train.step import compile_steps, mean_scalars
+from mtnets.train.step import compile_config_steps, mean_scalars, trained_tasks
 from mtnets.visualize import save_png
 from mtnets.weighting import create_weighting
 
@@ -43,9 +42,8 @@ class Experiment:
     def __init__(self, config):
         config_utils.validate(config)
         self.config = config
-        self.tasks = tuple(dict.fromkeys((*config.tasks, *config.get("aux_tasks", ()))))
+        self.tasks = trained_tasks(config)  # main + auxiliary
         self.specs = task_specs(config.tasks, config.dataset.name)  # evaluated: the main tasks
-        loss_specs = task_specs(self.tasks, config.dataset.name)  # trained: main + auxiliary
         self.model = create_model(config)
         self.schedule = create_schedule(config)
         self.tx = create_optimizer(config, self.schedule)
@@ -72,20 +70,8 @@ class Experiment:
             abstract,
             self.state_shardings,
         )
-        loss_fn = functools.partial(
-            losses.task_loss,
-            edge_pos_weight=config.loss.edge_pos_weight,
-            convention=config.loss.get("convention", "mtl"),
-        )
-        self.train_step, self.eval_step = compile_steps(
-            self.model,
-            self.tx,
-            self.weighting,
-            self.specs,
-            self.mesh,
-            self.state_shardings,
-            loss_tasks=self.tasks,
-            losses_fn=functools.partial(loss_schemes.task_losses, loss_specs, loss_fn=loss_fn),
+        self.train_step, self.eval_step = compile_config_steps(
+            config, self.model, self.tx, self.weighting, self.mesh, self.state_shardings
         )
 
     def initial_state(self):

@@ -13,12 +13,12 @@ import jax.numpy as jnp
 import optax
 from clu import metrics as clu_metrics
 
+from mtnets import loss_schemes, sharding
 from mtnets import losses as losses_lib
 from mtnets import metrics as metrics_lib
-from mtnets import sharding
 from mtnets import weighting as weighting_lib
 from mtnets.data import resize as resize_lib
-from mtnets.tasks import TaskSpec
+from mtnets.tasks import TaskSpec, task_specs
 from mtnets.train.state import TrainState
 
 
@@ -229,6 +229,34 @@ def compile_steps(
         out_shardings=(repl, batch),
     )
     return train, evaluate
+
+
+def trained_tasks(config) -> tuple[str, ...]:
+    """The tasks that carry a loss: `config.tasks`, then the auxiliary ones, each once."""
+    return tuple(dict.fromkeys((*config.tasks, *config.get("aux_tasks", ()))))
+
+
+def compile_config_steps(config, model, tx, weighting, mesh, state_shardings):
+    """`compile_steps` as `config` trains: every task of `trained_tasks(config)` gets its loss
+    over its final and intermediate predictions (`mtnets.loss_schemes`), in the configured loss
+    convention, and `config.tasks` are evaluated. `train.py` and the benchmarks both use this,
+    so a benchmark times the step that training runs."""
+    loss_fn = functools.partial(
+        losses_lib.task_loss,
+        edge_pos_weight=config.loss.edge_pos_weight,
+        convention=config.loss.get("convention", "mtl"),
+    )
+    loss_specs = task_specs(trained_tasks(config), config.dataset.name)
+    return compile_steps(
+        model,
+        tx,
+        weighting,
+        task_specs(config.tasks, config.dataset.name),
+        mesh,
+        state_shardings,
+        loss_tasks=tuple(loss_specs),
+        losses_fn=functools.partial(loss_schemes.task_losses, loss_specs, loss_fn=loss_fn),
+    )
 
 
 def mean_scalars(history: Sequence[Mapping[str, jax.Array]]) -> dict[str, float]:

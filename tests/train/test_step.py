@@ -207,3 +207,59 @@ def test_pcgrad_and_rlw_steps_train():
             )
         ]
         assert max(moved) > 0, name
+
+
+class _DeepSupervised(nn.Module):
+    """Final semseg/depth at full resolution and, at half resolution, intermediate semseg,
+    depth and edge (an auxiliary task), as MTI-Net outputs them."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        small = nn.avg_pool(x, (2, 2), (2, 2))
+        return {
+            "semseg": nn.Conv(7, (1, 1), name="semseg")(x),
+            "depth": nn.Conv(1, (1, 1), name="depth")(x),
+            "intermediate": {
+                "scale_0": {
+                    "semseg": nn.Conv(7, (1, 1), name="semseg_0")(small),
+                    "depth": nn.Conv(1, (1, 1), name="depth_0")(small),
+                    "edge": nn.Conv(1, (1, 1), name="edge_0")(small),
+                }
+            },
+        }
+
+
+def test_config_steps_train_auxiliary_tasks_and_intermediate_predictions():
+    """The step `train.py` and the benchmarks compile (`compile_config_steps`) gives every main
+    and auxiliary task its loss over final and intermediate predictions, resized to the label
+    size, and the total is the weighted sum."""
+    import functools
+
+    from mtnets import loss_schemes, losses
+    from mtnets.train.step import compile_config_steps, trained_tasks
+
+    config = get_config()
+    config.tasks, config.aux_tasks = ("semseg", "depth"), ("edge",)
+    model = _DeepSupervised()
+    tx = create_optimizer(config, create_schedule(config))
+    weighting = create_weighting(config, trained_tasks(config))
+    mesh = sharding.create_mesh(1)
+    init = jax.tree_util.Partial(
+        create_train_state, model, tx, weighting, (HEIGHT, WIDTH, 3), config.seed
+    )
+    shardings = jax.tree.map(lambda _: sharding.replicated(mesh), jax.eval_shape(init))
+    state = jax.jit(init, out_shardings=shardings)()
+    batch = random_batch(config, 2)
+    outputs = model.apply({"params": state.params}, batch["image"])  # before the state is donated
+    train_step, _ = compile_config_steps(config, model, tx, weighting, mesh, shardings)
+    _, scalars = train_step(state, jax.device_put(batch, sharding.batch_sharding(mesh)))
+
+    specs = task_specs(("semseg", "depth", "edge"), config.dataset.name)
+    loss_fn = functools.partial(losses.task_loss, edge_pos_weight=config.loss.edge_pos_weight)
+    expected = loss_schemes.task_losses(specs, outputs, batch, loss_fn)
+    assert set(expected) == {"semseg", "depth", "edge"}
+    for task, value in expected.items():
+        np.testing.assert_allclose(scalars[f"loss/{task}"], value, rtol=1e-5)
+    weights = config.weighting.weights
+    total = sum(weights[t] * float(v) for t, v in expected.items())
+    np.testing.assert_allclose(scalars["loss"], total, rtol=1e-5)
