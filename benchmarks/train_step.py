@@ -4,6 +4,7 @@
         --batch 8 --size 480x640 [--dtype bfloat16]
     python benchmarks/train_step.py --preset mti_net_nyud        # the rows of benchmarks/README.md
     python benchmarks/train_step.py --small                       # tiny shapes, runs on a CPU
+    python benchmarks/train_step.py --table                       # both presets, both dtypes
 
 Reports images per second (median over timed windows after warm-up), compile time, peak device
 memory and the achieved TFLOP/s (XLA's FLOP count of the compiled step). Imports no TensorFlow,
@@ -38,6 +39,14 @@ PRESETS = {
     "mti_net_nyud": ("configs/nyud/mti_net.py", "aux=edge+normals", 8, (480, 640)),
     "segnet_mtan_nyuv2": ("configs/nyuv2/segnet_mtan.py", None, 8, (288, 384)),
 }
+# The official PyTorch code on one H100 80GB at the same shapes, images/s (issue 7): float32
+# (TF32 convolutions, PyTorch's default) and bf16 autocast + channels_last.
+REFERENCE_IMAGES_PER_S = {
+    ("mti_net_nyud", "float32"): 33.6,
+    ("mti_net_nyud", "bfloat16"): 26.5,
+    ("segnet_mtan_nyuv2", "float32"): 37.2,
+    ("segnet_mtan_nyuv2", "bfloat16"): 67.8,
+}
 
 
 def synthetic_batch(config, batch: int, size: tuple[int, int], seed: int = 0) -> dict:
@@ -61,9 +70,17 @@ def synthetic_batch(config, batch: int, size: tuple[int, int], seed: int = 0) ->
 
 
 def measure(
-    config, batch: int, size: tuple[int, int], *, warmup: int, windows: int, steps_per_window: int
+    config,
+    batch: int,
+    size: tuple[int, int],
+    *,
+    warmup: int,
+    windows: int,
+    steps_per_window: int,
+    profile_dir: str | None = None,
 ) -> dict:
-    """Compiles and times the train step of `config` on all local devices."""
+    """Compiles and times the train step of `config` on all local devices; with `profile_dir`,
+    one more window is traced there (TensorBoard / Perfetto trace)."""
     mesh = sharding.create_mesh(-1)
     model = create_model(config)
     tx = create_optimizer(config, create_schedule(config))
@@ -93,6 +110,11 @@ def measure(
         jax.block_until_ready(scalars)
         rates.append(steps_per_window * batch / (time.perf_counter() - start))
     images_per_s = statistics.median(rates)
+    if profile_dir:
+        with jax.profiler.trace(profile_dir):
+            for _ in range(steps_per_window):
+                state, scalars = compiled(state, data)
+            jax.block_until_ready(scalars)
     memory = jax.local_devices()[0].memory_stats() or {}
     return {
         "model": config.model.name,
@@ -124,7 +146,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=30, help="steps per timed window")
     parser.add_argument("--small", action="store_true", help="tiny shapes for a CPU")
     parser.add_argument("--json", default=None, help="also write the result to this file")
+    parser.add_argument("--profile", default=None, help="trace one more window into this dir")
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        help="both presets in float32 and bfloat16, as a Markdown table beside the reference",
+    )
     args = parser.parse_args(argv)
+    if args.table:
+        return table(args)
 
     path, arg, batch, size = args.config, args.arg, args.batch, None
     if args.preset:
@@ -139,13 +169,58 @@ def main(argv=None) -> dict:
         batch, size = min(batch, 2), (64, 96)
         args.warmup, args.windows, args.steps = 1, 2, 2
     result = measure(
-        config, batch, size, warmup=args.warmup, windows=args.windows, steps_per_window=args.steps
+        config,
+        batch,
+        size,
+        warmup=args.warmup,
+        windows=args.windows,
+        steps_per_window=args.steps,
+        profile_dir=args.profile,
     )
     print(json.dumps(result, indent=2))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
     return result
+
+
+def table(args) -> list[dict]:
+    """Every preset in both dtypes, printed as the README's performance table rows."""
+    results = []
+    print(
+        "| model, shapes | dtype | reference img/s | ours img/s | ratio | compile s | "
+        "peak GiB | TFLOP/s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for preset, (path, arg, batch, size) in PRESETS.items():
+        for dtype in ("float32", "bfloat16"):
+            config = load_config(path, arg)
+            config.dtype = dtype
+            if args.small:
+                batch, size = min(batch, 2), (64, 96)
+                args.warmup, args.windows, args.steps = 1, 2, 2
+            result = measure(
+                config,
+                batch,
+                size,
+                warmup=args.warmup,
+                windows=args.windows,
+                steps_per_window=args.steps,
+            )
+            result["preset"] = preset
+            reference = REFERENCE_IMAGES_PER_S[(preset, dtype)]
+            print(
+                f"| {preset} {size[0]}x{size[1]} b{batch} | {dtype} | {reference} | "
+                f"{result['images_per_s']:.1f} | {result['images_per_s'] / reference:.2f}x | "
+                f"{result['compile_s']:.0f} | {result['peak_memory_gib']:.1f} | "
+                f"{result['achieved_tflop_per_s']:.1f} |",
+                flush=True,
+            )
+            results.append(result)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
 
 
 if __name__ == "__main__":
