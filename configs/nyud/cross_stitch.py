@@ -3,10 +3,10 @@
 Reference: MTL `configs/nyud/resnet50/cross_stitch.yml`, output stride 8.
 
 The reference initialises every task network from that task's trained single-task model
-(`MTL:utils/common_config.py:86-119`); convert those with
-`mtnets.porting.mtan.single_task_state_dicts` + `variables_from_reference`, or ours with
-`variables_from_single_task_variables`. Its 100x learning rate for the units is lost in the
-reference from the first epoch on (REFERENCE.md §0.6), so one learning rate is used here.
+(`MTL:utils/common_config.py:86-119`); so does `model.single_task_checkpoints` here: train
+semseg and depth first (`configs/nyud/<task>.py:backbone=resnet50`), then point this run at their
+workdirs (or at MTL `best_model.pth.tar` files). Its 100x learning rate for the units is lost in
+the reference from the first epoch on (REFERENCE.md §0.6), so one learning rate is used here.
 
 See `configs/nyud/common.py` for the launch string (`backbone=...`); the model is built by
 `mtnets.models.mtan.create_mtan_model`.
@@ -14,6 +14,7 @@ See `configs/nyud/common.py` for the launch string (`backbone=...`); the model i
 
 from configs.nyud.common import mtl_config, split_arg
 from mtnets.config_utils import apply_overrides
+from mtnets.porting.single_task import checkpoints_field
 
 DIRECTORIES = {"resnet50": dict(epochs=50, batch=8, optimizer="sgd", lr=1e-3)}
 # Loss weights of the YAML (`loss_kwargs.loss_weights`).
@@ -39,6 +40,13 @@ def unit_network_config(model: str, arg=None):
     )
     config.model.output_stride = 8  # MTL ResnetDilated(dilate_scale=8)
     config.model.alpha, config.model.beta = ALPHA_BETA  # the units' initial self / cross weights
+    # {task: path}: every task's trained single-task network, which the reference starts from
+    # (all tasks or none; None: from scratch). A path is the workdir of our single-task run
+    # (`configs/nyud/<task>.py:backbone=resnet50`; its latest checkpoint, or give
+    # `<workdir>/checkpoints/<step>`) or an MTL single-task `best_model.pth.tar` / `.npz`. E.g.
+    # `--config.model.single_task_checkpoints.semseg=/runs/semseg`, or in the launch string
+    # `model.single_task_checkpoints.semseg=/runs/semseg`. See `mtnets.porting.single_task`.
+    config.model.single_task_checkpoints = checkpoints_field()
     return apply_overrides(config, _overrides(arg))
 
 

@@ -3,10 +3,10 @@
 Reference: MTL `configs/nyud/resnet50/nddr_cnn.yml`, output stride 8.
 
 The reference initialises every task network from that task's trained single-task model
-(`MTL:utils/common_config.py:86-119`); convert those with
-`mtnets.porting.mtan.single_task_state_dicts` + `variables_from_reference`, or ours with
-`variables_from_single_task_variables`. Its 100x learning rate for the units is lost in the
-reference from the first epoch on (REFERENCE.md §0.6), so one learning rate is used here.
+(`MTL:utils/common_config.py:86-119`); so does `model.single_task_checkpoints` here: train
+semseg and depth first (`configs/nyud/<task>.py:backbone=resnet50`), then point this run at their
+workdirs (or at MTL `best_model.pth.tar` files). Its 100x learning rate for the units is lost in
+the reference from the first epoch on (REFERENCE.md §0.6), so one learning rate is used here.
 
 See `configs/nyud/common.py` for the launch string (`backbone=...`); the model is built by
 `mtnets.models.mtan.create_mtan_model`.

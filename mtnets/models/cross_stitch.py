@@ -4,7 +4,7 @@ One ResNet and one DeepLab head per task. After each of the four stages a cross-
 mixes the tasks' features channel-wise: `out_i = sum_j alpha[i, j] * x_j`, `alpha[i, j]` a
 per-channel vector initialised to `alpha` on the diagonal and `beta` elsewhere (REFERENCE.md
 §5.1). The reference initialises the task networks from trained single-task models; see
-`mtnets.porting.mtan.variables_from_single_task`.
+`config.model.single_task_checkpoints` (`mtnets.porting.single_task`).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ NDDR layer fuses the tasks: per task, `relu(BN(conv1x1(concat_j x_j)))` back to 
 (no bias; BN momentum 0.05 as in the NDDR-CNN code, Flax 0.95), the 1x1 weights initialised
 to `alpha * I` on the task's own block and `beta * I` on the others (REFERENCE.md §5.2). The
 reference initialises the task networks from trained single-task models; see
-`mtnets.porting.mtan.variables_from_single_task`.
+`config.model.single_task_checkpoints` (`mtnets.porting.single_task`).
 """
 
 from __future__ import annotations

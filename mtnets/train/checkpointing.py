@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from typing import Any
 
 import jax
 import numpy as np
@@ -164,6 +165,59 @@ def _path_name(path) -> str:
                 names.append(str(getattr(key, attribute)))
                 break
     return "/".join(names)
+
+
+def restore_variables(workdir: str, step: int | None = None) -> dict[str, Any]:
+    """The model variables `{"params", "batch_stats"}` of checkpoint `step` (default: the latest)
+    of a training run in `workdir`, as NumPy arrays on the host, without that run's config.
+
+    Only those two parts of the saved `TrainState` are read (orbax partial restore; the
+    optimizer state, often twice the parameters, stays on disk); their tree, shapes and dtypes
+    come from the checkpoint's metadata. For initialising another model from a trained one
+    (`mtnets.porting.single_task`). A workdir without checkpoints or a missing step is a
+    FileNotFoundError naming the directory.
+    """
+    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"No checkpoint directory {directory}: {workdir} is not the workdir of a training run."
+        )
+    options = ocp.CheckpointManagerOptions(
+        create=False, cleanup_tmp_directories=False, enable_async_checkpointing=False
+    )
+    manager = ocp.CheckpointManager(
+        directory, options=options, item_handlers=ocp.PyTreeCheckpointHandler()
+    )
+    try:
+        steps = sorted(manager.all_steps())
+        if not steps:
+            raise FileNotFoundError(f"No checkpoint in {directory}.")
+        step = steps[-1] if step is None else step
+        if step not in steps:
+            raise FileNotFoundError(
+                f"No checkpoint of step {step} in {directory}; the saved steps are {steps}."
+            )
+        metadata = manager.item_metadata(step)
+        tree = metadata.tree if hasattr(metadata, "tree") else metadata
+        if "params" not in tree:
+            raise ValueError(f"Checkpoint {directory}/{step} holds no 'params'.")
+        abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), dict(tree))
+        item = {name: abstract[name] for name in ("params", "batch_stats") if abstract.get(name)}
+        as_numpy = ocp.RestoreArgs(restore_type=np.ndarray)
+        try:
+            args = ocp.args.PyTreeRestore(
+                item=item,
+                restore_args=jax.tree.map(lambda _: as_numpy, item),
+                partial_restore=True,
+            )
+        except TypeError:  # an orbax without partial restore (before 0.11.14): read it all
+            args = ocp.args.PyTreeRestore(
+                item=abstract, restore_args=jax.tree.map(lambda _: as_numpy, abstract)
+            )
+        restored = manager.restore(step, args=args)
+    finally:
+        manager.close()
+    return {"params": restored["params"], "batch_stats": restored.get("batch_stats", {})}
 
 
 def state_bytes(state) -> int:

@@ -75,7 +75,14 @@ class Experiment:
         )
 
     def initial_state(self):
-        """A fresh state; the backbone from `config.model.pretrained` (ImageNet) if given."""
+        """A fresh state; the backbone from `config.model.pretrained` (ImageNet) if given; the
+        task networks of cross-stitch / NDDR-CNN from `config.model.single_task_checkpoints`
+        (read and checked before `_init` compiles; see `mtnets.porting.single_task`)."""
+        from mtnets.porting import single_task
+
+        singles = single_task.read_single_task_variables(
+            self.config, self.abstract_state.variables()
+        )
         state = self._init()
         if self.config.model.get("pretrained"):
             variables = load_pretrained(
@@ -88,6 +95,14 @@ class Experiment:
                 ),
             )
             logging.info("Backbone initialised from %s.", self.config.model.pretrained)
+        if singles:
+            variables = single_task.initialise(state.variables(), singles)
+            state = state.replace(
+                params=jax.device_put(variables["params"], self.state_shardings.params),
+                batch_stats=jax.device_put(
+                    variables["batch_stats"], self.state_shardings.batch_stats
+                ),
+            )
         return state
 
     def evaluate(
