@@ -34,12 +34,39 @@ def torch_bilinear(x: np.ndarray, size) -> np.ndarray:
     return top * (1 - wy)[:, None, None] + bottom * wy[:, None, None]
 
 
-@pytest.mark.parametrize("size", [(16, 20), (8, 10), (13, 7), (5, 5)])
+@pytest.mark.parametrize(
+    "size",
+    # Whole factors (the two-tap path): 2x, 4x, 8x, 3x, one axis only; then other sizes.
+    [(16, 20), (32, 40), (64, 80), (24, 30), (8, 40), (16, 10), (13, 7), (5, 5), (12, 25)],
+)
 def test_resize_matches_pytorch_bilinear(size):
     x = np.random.default_rng(0).normal(size=(2, 8, 10, 3)).astype(np.float32)
     np.testing.assert_allclose(
-        resize(jnp.asarray(x), size), torch_bilinear(x, size), rtol=1e-5, atol=1e-6
+        resize(jnp.asarray(x), size), torch_bilinear(x, size), rtol=1e-5, atol=1e-5
     )
+
+
+@pytest.mark.parametrize("size", [(32, 40), (24, 30)])
+def test_resize_gradient_is_the_transposed_interpolation(size):
+    """The upsampling is linear, so its gradient w.r.t. the input is the transposed
+    interpolation: <resize(x), g> = <x, resize^T(g)>, checked against the NumPy matrix."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1, 8, 10, 2)).astype(np.float32)
+    g = rng.normal(size=(1, *size, 2)).astype(np.float32)
+    grad = jax.grad(lambda v: jnp.sum(resize(v, size) * g))(jnp.asarray(x))
+    # Column j of the interpolation matrix is the NumPy resize of the j-th unit image.
+    units = np.eye(8 * 10, dtype=np.float64).reshape(80, 8, 10, 1)
+    matrix = torch_bilinear(units, size).reshape(80, -1)  # [in pixels, out pixels]
+    expected = np.einsum("io,oc->ic", matrix, g.reshape(-1, 2)).reshape(x.shape)
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_resize_keeps_bfloat16():
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(1, 4, 6, 2)), jnp.bfloat16)
+    out = resize(x, (16, 24))
+    assert out.dtype == jnp.bfloat16
+    expected = torch_bilinear(np.asarray(x, np.float32), (16, 24))
+    np.testing.assert_allclose(np.asarray(out, np.float32), expected, rtol=2e-2, atol=2e-2)
 
 
 @pytest.mark.parametrize(
