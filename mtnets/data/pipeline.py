@@ -138,7 +138,7 @@ class InputPipeline:
         return stream.batch(self.local_batch_size, drop_remainder=True).prefetch(2)
 
     def _train_example(self, example, seed):
-        fields = self._fields(example)
+        fields = self._fields(self._decode(example))
         if self.augmentation == "nyud":
             fields = augment.nyud_train(fields, seed)
         elif self.augmentation == "pascal":
@@ -178,7 +178,7 @@ class InputPipeline:
         the input size while the labels keep their original size, padded to the canvas (ignore
         for semseg/human_parts, 0 otherwise), with `orig_size` `[2]` int32 = (h, w); the eval
         step resizes its predictions back to that size (`mtnets.data.resize`)."""
-        fields = self._fields(example)
+        fields = self._fields(self._decode(example))
         if self.eval_canvas is None:
             if self.augmentation == "nyud":
                 fields = augment.nyud_finish(fields)
@@ -225,6 +225,11 @@ class InputPipeline:
         decoders = {key: tfds.decode.SkipDecoding() for key in features if key != "id"}
         return self.builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
 
+    def _decode(self, example) -> dict:
+        """The id, image and this experiment's labels of a `_read` example, decoded."""
+        decoded = {key: self._decoded(example, key) for key in ("image", *self.tasks)}
+        return {"id": example["id"], **decoded} if "id" in example else decoded
+
     def _decoded(self, example, key: str) -> tf.Tensor:
         """Field `key` of a `_read` example, decoded. JPEGs are decoded with libjpeg's accurate
         integer DCT, the one PIL uses, so the pixels are those the reference reads."""
@@ -233,13 +238,13 @@ class InputPipeline:
         return self.builder.info.features[key].decode_example(example[key])
 
     def _fields(self, example) -> dict:
-        """The image and this experiment's labels, each `[H, W, C]`, decoded.
+        """The image and this experiment's labels of a decoded example, each `[H, W, C]`.
 
         uint8 normals (pascal_context_mt) are PNG codes c -> 2 c / 255 - 1, with (0, 0, 0)
         meaning invalid (-> all-zero normals)."""
-        fields = {"image": self._decoded(example, "image")}
+        fields = {"image": example["image"]}
         for task in self.tasks:
-            value = self._decoded(example, task)
+            value = example[task]
             if task == "depth":
                 value = value[..., None]
             elif task == "normals" and value.dtype == tf.uint8:
