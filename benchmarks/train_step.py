@@ -153,22 +153,20 @@ def main(argv=None) -> dict:
         help="both presets in float32 and bfloat16, as a Markdown table beside the reference",
     )
     args = parser.parse_args(argv)
-    if args.table:
-        return table(args)
+    if args.small:
+        args.warmup, args.windows, args.steps = 1, 2, 2
+    results = table(args) if args.table else single(args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
 
-    path, arg, batch, size = args.config, args.arg, args.batch, None
-    if args.preset:
-        path, arg, batch, size = PRESETS[args.preset]
-    config = load_config(path, arg)
-    if args.dtype:
-        config.dtype = args.dtype
-    if args.size:
-        size = tuple(int(v) for v in args.size.lower().split("x"))
-    size = size or tuple(config.get("image_size", (128, 160)))
+
+def _timed(config, batch: int, size: tuple[int, int], args) -> dict:
+    """`measure` with the command line's timing (and, with --small, tiny shapes)."""
     if args.small:
         batch, size = min(batch, 2), (64, 96)
-        args.warmup, args.windows, args.steps = 1, 2, 2
-    result = measure(
+    return measure(
         config,
         batch,
         size,
@@ -177,10 +175,20 @@ def main(argv=None) -> dict:
         steps_per_window=args.steps,
         profile_dir=args.profile,
     )
+
+
+def single(args) -> dict:
+    """One config (or preset), printed as JSON."""
+    path, arg, batch, size = args.config, args.arg, args.batch, None
+    if args.preset:
+        path, arg, batch, size = PRESETS[args.preset]
+    config = load_config(path, arg)
+    if args.dtype:
+        config.dtype = args.dtype
+    if args.size:
+        size = tuple(int(v) for v in args.size.lower().split("x"))
+    result = _timed(config, batch, size or tuple(config.get("image_size", (128, 160))), args)
     print(json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
     return result
 
 
@@ -196,30 +204,17 @@ def table(args) -> list[dict]:
         for dtype in ("float32", "bfloat16"):
             config = load_config(path, arg)
             config.dtype = dtype
-            if args.small:
-                batch, size = min(batch, 2), (64, 96)
-                args.warmup, args.windows, args.steps = 1, 2, 2
-            result = measure(
-                config,
-                batch,
-                size,
-                warmup=args.warmup,
-                windows=args.windows,
-                steps_per_window=args.steps,
-            )
-            result["preset"] = preset
+            result = {"preset": preset, **_timed(config, batch, size, args)}
             reference = REFERENCE_IMAGES_PER_S[(preset, dtype)]
+            h, w = result["size"]
             print(
-                f"| {preset} {size[0]}x{size[1]} b{batch} | {dtype} | {reference} | "
+                f"| {preset} {h}x{w} b{result['batch']} | {dtype} | {reference} | "
                 f"{result['images_per_s']:.1f} | {result['images_per_s'] / reference:.2f}x | "
                 f"{result['compile_s']:.0f} | {result['peak_memory_gib']:.1f} | "
                 f"{result['achieved_tflop_per_s']:.1f} |",
                 flush=True,
             )
             results.append(result)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
     return results
 
 

@@ -124,6 +124,47 @@ def mtl_config(
     return apply_overrides(config, overrides)
 
 
+def resnet_mtl_config(
+    *,
+    file: str,
+    dataset: str,
+    model: str,
+    tasks: tuple[str, ...],
+    directories: dict[str, dict],
+    weights: dict[str, float],
+    arg: str | None,
+    alpha_beta: tuple[float, float] | None = None,
+) -> ml_collections.ConfigDict:
+    """The config of a YAML of the ResNet family (MTAN, cross-stitch, NDDR-CNN): `mtl_config`
+    with the dilated trunk's output stride 8 and, for the networks of per-task ResNets
+    (`alpha_beta` given), the units' initial self / cross weights and
+    `model.single_task_checkpoints`. The launch string's other items apply last."""
+    from mtnets.porting.single_task import checkpoints_field
+
+    chosen, overrides = split_arg(arg, ("backbone",))
+    config = mtl_config(
+        file=file,
+        dataset=dataset,
+        model=model,
+        tasks=tasks,
+        directories=directories,
+        arg=",".join(f"{k}={v}" for k, v in chosen.items()),
+        weights=weights,
+    )
+    config.model.output_stride = 8  # MTL ResnetDilated(dilate_scale=8)
+    if alpha_beta is not None:
+        config.model.alpha, config.model.beta = alpha_beta
+        # {task: path}: every task's trained single-task network, which the reference starts
+        # from (all tasks or none; None: from scratch). A path is the workdir of our
+        # single-task run (`configs/<dataset>/<task>.py:backbone=<the same ResNet>`; its latest
+        # checkpoint, or give `<workdir>/checkpoints/<step>`) or an MTL single-task
+        # `best_model.pth.tar` / `.npz`, e.g. `--config.model.single_task_checkpoints.semseg=
+        # /runs/semseg` or `model.single_task_checkpoints.semseg=/runs/semseg` in the launch
+        # string. See `mtnets.porting.single_task`.
+        config.model.single_task_checkpoints = checkpoints_field()
+    return apply_overrides(config, overrides)
+
+
 def dataset_config(dataset: str) -> ml_collections.ConfigDict:
     """The data section: the reference's image size and augmentation for `dataset`."""
     d = ml_collections.ConfigDict()

@@ -13,9 +13,7 @@ See `configs/nyud/common.py` for the launch string (`backbone=...`); the model i
 `mtnets.models.mtan.create_mtan_model`.
 """
 
-from configs.nyud.common import mtl_config, split_arg
-from mtnets.config_utils import apply_overrides
-from mtnets.porting.single_task import checkpoints_field
+from configs.nyud.common import resnet_mtl_config
 
 DIRECTORIES = {"resnet18": dict(epochs=20, batch=12, optimizer="sgd", lr=5e-3)}
 # Loss weights of the YAML (`loss_kwargs.loss_weights`).
@@ -30,30 +28,13 @@ def get_config(arg=None):
 def unit_network_config(model: str, arg=None):
     """The config of a network of per-task ResNets joined by units (cross-stitch, NDDR-CNN):
     the two reference YAMLs differ only in the model."""
-    config = mtl_config(
+    return resnet_mtl_config(
         file=__file__,
         dataset="pascal_context_mt",
         model=model,
         tasks=("semseg", "human_parts", "sal", "normals", "edge"),
         directories=DIRECTORIES,
-        arg=None,
         weights=WEIGHTS,
+        arg=arg,
+        alpha_beta=ALPHA_BETA,
     )
-    config.model.output_stride = 8  # MTL ResnetDilated(dilate_scale=8)
-    config.model.alpha, config.model.beta = ALPHA_BETA  # the units' initial self / cross weights
-    # {task: path}: every task's trained single-task network, which the reference starts from
-    # (all tasks or none; None: from scratch). A path is the workdir of our single-task run
-    # (`configs/pascal/<task>.py:backbone=resnet18`; its latest checkpoint, or give
-    # `<workdir>/checkpoints/<step>`) or an MTL single-task `best_model.pth.tar` / `.npz`. E.g.
-    # `--config.model.single_task_checkpoints.semseg=/runs/semseg`, or in the launch string
-    # `model.single_task_checkpoints.semseg=/runs/semseg`. See `mtnets.porting.single_task`.
-    config.model.single_task_checkpoints = checkpoints_field()
-    return apply_overrides(config, _overrides(arg))
-
-
-def _overrides(arg):
-    """Launch-string items other than `backbone=` (fixed by the reference directory)."""
-    chosen, rest = split_arg(arg, ("backbone",))
-    if chosen.get("backbone", "resnet18") != "resnet18":
-        raise ValueError(f"{__file__}: the reference has only backbone=resnet18, got {chosen}.")
-    return rest

@@ -32,6 +32,20 @@ def stitch_init(alpha: float, beta: float):
     return init
 
 
+def task_trunks(tasks, resnet: str, output_stride: int, dtype) -> list[ResNetTrunk]:
+    """One ResNet per task, `backbone_{task}`, as the reference's per-task networks (for use
+    inside a compact `__call__`)."""
+    return [ResNetTrunk(resnet, output_stride, dtype, name=f"backbone_{t}") for t in tasks]
+
+
+def task_predictions(outputs: Mapping[str, int], features, size, dtype, train: bool) -> dict:
+    """Each task's DeepLab head, `head_{task}`, on its features, upsampled to `size`."""
+    return {
+        t: resize(DeepLabHead(c, dtype=dtype, name=f"head_{t}")(x, train), size)
+        for (t, c), x in zip(outputs.items(), features, strict=True)
+    }
+
+
 class CrossStitchNetwork(nn.Module):
     """`[B, H, W, 3]` -> `{task: [B, H, W, C_task]}`. Modules: `backbone_{task}` (a
     `ResNetTrunk`), `head_{task}` (DeepLab); params `cross_stitch_layer{s}` `[T, T, C_s]` with
@@ -47,10 +61,7 @@ class CrossStitchNetwork(nn.Module):
     @nn.compact
     def __call__(self, images, train: bool = False) -> dict[str, jax.Array]:
         tasks = list(self.outputs)
-        trunks = [
-            ResNetTrunk(self.resnet, self.output_stride, self.dtype, name=f"backbone_{t}")
-            for t in tasks
-        ]
+        trunks = task_trunks(tasks, self.resnet, self.output_stride, self.dtype)
         xs = [trunk(images, "stem", train) for trunk in trunks]
         for s, channels in enumerate(trunks[0].channels, start=1):
             xs = [trunk(x, f"layer{s}", train) for trunk, x in zip(trunks, xs, strict=True)]
@@ -61,8 +72,4 @@ class CrossStitchNetwork(nn.Module):
             ).astype(self.dtype)
             stacked = jnp.stack(xs)  # [T, B, H, W, C]
             xs = list(jnp.einsum("ijc,jbhwc->ibhwc", unit, stacked))
-        size = images.shape[1:3]
-        return {
-            t: resize(DeepLabHead(c, dtype=self.dtype, name=f"head_{t}")(x, train), size)
-            for (t, c), x in zip(self.outputs.items(), xs, strict=True)
-        }
+        return task_predictions(self.outputs, xs, images.shape[1:3], self.dtype, train)

@@ -17,9 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mtnets.models.heads import DeepLabHead
-from mtnets.models.layers import batch_norm, resize
-from mtnets.models.mtan import ResNetTrunk
+from mtnets.models.cross_stitch import task_predictions, task_trunks
+from mtnets.models.layers import batch_norm
 
 # MTL's stages: the stem ("conv", including the max-pool), then layer1..4 ("layer1_without_conv").
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
@@ -79,17 +78,10 @@ class NDDRCNN(nn.Module):
     @nn.compact
     def __call__(self, images, train: bool = False) -> dict[str, jax.Array]:
         tasks = list(self.outputs)
-        trunks = [
-            ResNetTrunk(self.resnet, self.output_stride, self.dtype, name=f"backbone_{t}")
-            for t in tasks
-        ]
+        trunks = task_trunks(tasks, self.resnet, self.output_stride, self.dtype)
         xs = [images] * len(tasks)
         for stage in STAGES:
             xs = [trunk(x, stage, train) for trunk, x in zip(trunks, xs, strict=True)]
             nddr = NDDRLayer(len(tasks), self.alpha, self.beta, self.dtype, name=f"nddr_{stage}")
             xs = nddr(xs, train)
-        size = images.shape[1:3]
-        return {
-            t: resize(DeepLabHead(c, dtype=self.dtype, name=f"head_{t}")(x, train), size)
-            for (t, c), x in zip(self.outputs.items(), xs, strict=True)
-        }
+        return task_predictions(self.outputs, xs, images.shape[1:3], self.dtype, train)
