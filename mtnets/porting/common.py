@@ -15,6 +15,16 @@ from typing import Any
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+# Flax (collection, leaf) -> PyTorch parameter or buffer name, for convolutions, linear layers
+# and BatchNorm alike.
+LEAF_NAMES = {
+    ("params", "kernel"): "weight",
+    ("params", "bias"): "bias",
+    ("params", "scale"): "weight",
+    ("batch_stats", "mean"): "running_mean",
+    ("batch_stats", "var"): "running_var",
+}
+
 
 def conv_kernel(weight: np.ndarray) -> np.ndarray:
     """PyTorch Conv2d weight `[O, I, kh, kw]` -> Flax Conv kernel `[kh, kw, I, O]`."""

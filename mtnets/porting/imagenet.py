@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from mtnets.porting.common import StateDict, check_shapes
-from mtnets.porting.mtl import _LEAVES, _hrnet, _layout, _resnet
+from mtnets.porting.common import LEAF_NAMES, StateDict, check_shapes
+from mtnets.porting.mtl import _hrnet, _layout, _resnet
 
 # Checkpoint keys of the ImageNet classifier, which no dense-prediction backbone has.
 CLASSIFIER_PREFIXES = ("fc.", "incre_modules.", "downsamp_modules.", "final_layer.", "classifier.")
@@ -81,7 +81,7 @@ def backbone_variables(name: str, state_dict: Mapping[str, Any]) -> dict:
     flat, missing = {}, []
     for path in flatten_dict(expected):
         collection, *modules, leaf = path
-        key = f"{translate(tuple(modules))}.{_LEAVES[collection, leaf]}"
+        key = f"{translate(tuple(modules))}.{LEAF_NAMES[collection, leaf]}"
         if not sd.has(key):
             missing.append(key)
             continue

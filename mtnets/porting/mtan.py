@@ -29,21 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtnets.porting.common import StateDict, check_shapes, conv_kernel, nest
+from mtnets.models.mtan import RESNET_MODELS, SEGNET_MODELS
+from mtnets.porting.common import LEAF_NAMES, StateDict, check_shapes, conv_kernel, nest
 
 # lorenmt's task order: pred_task1 / attention 0 = semantic, 2 = depth, 3 = normal.
 LORENMT_TASKS = ("semseg", "depth", "normals")
-SEGNET_MODELS = (
-    "segnet_mtan",
-    "segnet_stan",
-    "segnet_single",
-    "segnet_split",
-    "segnet_split_wide",
-    "segnet_split_deep",
-    "segnet_dense",
-    "segnet_cross",
-)
-RESNET_MODELS = ("mtan", "cross_stitch", "nddr_cnn")
 
 
 class _Writer:
@@ -166,13 +156,6 @@ def _segnet_variables(name: str, tasks: Sequence[str], sd: StateDict) -> dict[st
 # of NDDR-CNN's input blocks.
 MTL_TASK_ORDER = ("semseg", "human_parts", "sal", "normals", "edge", "depth")
 _NDDR_STAGES = {"stem": "conv", "layer1": "layer1_without_conv"}
-_LEAVES = {
-    ("params", "kernel"): "weight",
-    ("params", "bias"): "bias",
-    ("params", "scale"): "weight",
-    ("batch_stats", "mean"): "running_mean",
-    ("batch_stats", "var"): "running_var",
-}
 _SEQ_CONV_BN = {"conv": "0", "bn": "1"}
 
 
@@ -251,14 +234,14 @@ def _resnet_variables(config, tasks: Sequence[str], sd: StateDict) -> dict[str, 
             layer, t = modules[1].split("_")
             task = tasks[int(t)]
             key = f"nddr.{_NDDR_STAGES.get(stage, stage)}.layer.{task}.{_SEQ_CONV_BN[layer]}"
-            array = sd.take(f"{key}.{_LEAVES[collection, name]}")
+            array = sd.take(f"{key}.{LEAF_NAMES[collection, name]}")
             if name == "kernel":  # input blocks: the reference's task order -> ours
                 c = array.shape[0]
                 blocks = {t: array[:, n * c : (n + 1) * c] for n, t in enumerate(reference_order)}
                 array = conv_kernel(np.concatenate([blocks[t] for t in tasks], axis=1))
             flat[path] = array
             continue
-        key = f"{_resnet_model_key(modules)}.{_LEAVES[collection, name]}"
+        key = f"{_resnet_model_key(modules)}.{LEAF_NAMES[collection, name]}"
         array = sd.take(key)
         flat[path] = conv_kernel(array) if name == "kernel" else array
         if flat[path].shape != leaf.shape:

@@ -29,7 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from mtnets.porting.common import StateDict, check_shapes, conv_kernel, linear_kernel
+from mtnets.porting.common import (
+    LEAF_NAMES,
+    StateDict,
+    check_shapes,
+    conv_kernel,
+    linear_kernel,
+)
 
 _BLOCK = {"downsample_conv": "downsample.0", "downsample_bn": "downsample.1"}
 _CONV_BN = {"conv": "0", "bn": "1"}  # nn.Sequential(Conv2d, BatchNorm2d[, ReLU])
@@ -172,20 +178,13 @@ MODELS = {
     "mti_net": _mti_net,
     "pad_net": _pad_net,
 }
-_LEAVES = {
-    ("params", "kernel"): "weight",
-    ("params", "bias"): "bias",
-    ("params", "scale"): "weight",
-    ("batch_stats", "mean"): "running_mean",
-    ("batch_stats", "var"): "running_var",
-}
 
 
 def torch_key(config, path: tuple[str, ...]) -> str:
     """The reference's state-dict key of our variable at `path` = (collection, *modules, leaf)."""
     collection, *modules, leaf = path
     prefix = MODELS[config.model.name](tuple(modules), config)
-    return f"{prefix}.{_LEAVES[collection, leaf]}"
+    return f"{prefix}.{LEAF_NAMES[collection, leaf]}"
 
 
 def _layout(leaf: str, array: np.ndarray) -> np.ndarray:

@@ -9,13 +9,14 @@ import pytest
 from flax.traverse_util import flatten_dict
 
 from mtnets.models import create_model
+from mtnets.porting.common import LEAF_NAMES
 from mtnets.porting.imagenet import (
     backbone_shapes,
     backbone_variables,
     load_pretrained,
     read_checkpoint,
 )
-from mtnets.porting.mtl import _LEAVES, _hrnet, _resnet
+from mtnets.porting.mtl import _hrnet, _resnet
 
 
 def checkpoint(name, seed=0):
@@ -28,7 +29,7 @@ def checkpoint(name, seed=0):
         shape = leaf.shape
         if last == "kernel":
             shape = tuple(shape[i] for i in (3, 2, 0, 1))
-        sd[f"{translate(tuple(modules))}.{_LEAVES[collection, last]}"] = rng.normal(size=shape)
+        sd[f"{translate(tuple(modules))}.{LEAF_NAMES[collection, last]}"] = rng.normal(size=shape)
     if name.startswith("hrnet"):
         sd.update({"incre_modules.0.0.conv1.weight": np.zeros(1), "classifier.bias": np.zeros(1)})
     else:
