@@ -26,6 +26,7 @@ import ml_collections
 
 from configs.default import get_config as default_config
 from mtnets.config_utils import apply_overrides
+from mtnets.porting.single_task import checkpoints_field
 
 TRAIN_IMAGES = {"nyud_mt": 795, "pascal_context_mt": 4998}
 # Reference backbone directory -> (our backbone, head, dilated).
@@ -139,8 +140,6 @@ def resnet_mtl_config(
     with the dilated trunk's output stride 8 and, for the networks of per-task ResNets
     (`alpha_beta` given), the units' initial self / cross weights and
     `model.single_task_checkpoints`. The launch string's other items apply last."""
-    from mtnets.porting.single_task import checkpoints_field
-
     chosen, overrides = split_arg(arg, ("backbone",))
     config = mtl_config(
         file=file,
