@@ -52,7 +52,6 @@ class InputPipeline:
         self.config = config
         self.tasks = tuple(dict.fromkeys((*config.tasks, *config.get("aux_tasks", ()))))
         self.rows = sharding.process_rows(config.batch_size, mesh)  # this process's rows
-        self.local_batch_size = len(self.rows)
         self.sharding = sharding.batch_sharding(mesh)
         self.builder = _prepared_builder(config.dataset)
         self.augmentation = config.dataset.get("augmentation", "synthetic")
@@ -84,6 +83,11 @@ class InputPipeline:
             raise ValueError(
                 f"Dataset {self.builder.info.full_name} has no labels for task(s) {missing}."
             )
+
+    @property
+    def local_batch_size(self) -> int:
+        """This process's share of each global batch."""
+        return len(self.rows)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -67,7 +67,6 @@ def test_processes_feed_their_rows_of_the_same_global_batches(pipeline, monkeypa
     whole = list(itertools.islice(pipeline.train_dataset(2).as_numpy_iterator(), 3))
     for rows in (range(0, 4), range(4, 8), range(2, 6)):
         monkeypatch.setattr(pipeline, "rows", rows)
-        monkeypatch.setattr(pipeline, "local_batch_size", len(rows))
         part = list(itertools.islice(pipeline.train_dataset(2).as_numpy_iterator(), 3))
         for a, b in zip(part, whole, strict=True):
             for key in a:
