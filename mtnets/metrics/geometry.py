@@ -15,8 +15,9 @@ from clu import metrics
 
 from mtnets.metrics._common import masked_bincount, safe_divide
 
-# Predicted depths <= 0 are raised to this before the log (`MTL:evaluation/eval_depth.py`).
-DEPTH_LOG_FLOOR = 1e-9
+# Predicted depths <= 0 are raised to this before any pixel-pooled depth error is computed, as
+# MTL's evaluation does once for every metric it reports (rmse and log_rmse).
+DEPTH_FLOOR = 1e-9
 
 # Angular error histogram used for the median: 0.01-degree bins over [0, 180].
 NORMALS_BIN_WIDTH = 0.01
@@ -36,7 +37,8 @@ class DepthMetrics(metrics.Metric):
     Pooled over all valid pixels of the set (MTL `eval_depth.py` for rmse and log_rmse; the
     usual definitions for the others): `rmse`, `log_rmse`, `abs_rel` = mean |d| / gt,
     `sq_rel` = mean d^2 / gt, `abs_err` = mean |d|, and `delta_<k>` = % of pixels with
-    max(gt / pred, pred / gt) < 1.25^k (pred <= 0 never counts).
+    max(gt / pred, pred / gt) < 1.25^k. As in MTL's evaluation, a prediction <= 0 is first
+    raised to 1e-9 (`DEPTH_FLOOR`), so it counts as 1e-9 in every pooled error.
 
     lorenmt (`MTAN:im2im_pred/utils.py:176-181,203-208`) averages per *batch*: `abs_err_batch`
     and `rel_err_batch` are the means over evaluation batches of each batch's mean |d| and
@@ -63,31 +65,32 @@ class DepthMetrics(metrics.Metric):
         cls, prediction: jnp.ndarray, target: jnp.ndarray, mask: jnp.ndarray
     ) -> DepthMetrics:
         """`prediction` `[B, H, W, 1]`, `target` `[B, H, W]` (> 0 if valid), `mask` `[B, H, W]`."""
-        pred = prediction.astype(jnp.float32)[..., 0]
+        raw = prediction.astype(jnp.float32)[..., 0]
         # Neutral values at invalid pixels keep log() and the division finite before masking.
         gt = jnp.where(mask, target.astype(jnp.float32), 1.0)
+        # MTL floors the prediction once, before rmse and log_rmse alike; the pooled errors
+        # all use the floored prediction. lorenmt's batch errors use the raw one, as lorenmt.
+        pred = jnp.where(raw > 0, raw, DEPTH_FLOOR)
         diff = pred - gt
-        # log_rmse: pred <= 0 becomes 1e-9 (`MTL:evaluation/eval_depth.py`).
-        safe_pred = jnp.where(pred > 0, pred, DEPTH_LOG_FLOOR)
-        log_diff = jnp.log(gt) - jnp.log(safe_pred)
-        ratio = jnp.maximum(gt / safe_pred, safe_pred / gt)
+        log_diff = jnp.log(gt) - jnp.log(pred)
+        ratio = jnp.maximum(gt / pred, pred / gt)
+        raw_abs = jnp.abs(raw - gt)
 
         def total(values: jnp.ndarray) -> jnp.ndarray:
             return jnp.sum(jnp.where(mask, values, 0.0))
 
         count = jnp.sum(mask, dtype=jnp.int32)
-        abs_err, abs_rel = total(jnp.abs(diff)), total(jnp.abs(diff) / gt)
         has_pixels = count > 0
         return cls(
             sq_err=total(jnp.square(diff)),
             log_sq_err=total(jnp.square(log_diff)),
-            abs_err=abs_err,
-            abs_rel=abs_rel,
+            abs_err=total(jnp.abs(diff)),
+            abs_rel=total(jnp.abs(diff) / gt),
             sq_rel=total(jnp.square(diff) / gt),
             deltas=jnp.stack([jnp.sum(mask & (ratio < d), dtype=jnp.int32) for d in DEPTH_DELTAS]),
             count=count,
-            batch_abs_err=safe_divide(abs_err, count),
-            batch_rel_err=safe_divide(abs_rel, count),
+            batch_abs_err=safe_divide(total(raw_abs), count),
+            batch_rel_err=safe_divide(total(raw_abs / gt), count),
             num_batches=has_pixels.astype(jnp.int32),
         )
 

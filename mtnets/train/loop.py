@@ -54,15 +54,13 @@ class Experiment:
         self.weighting = create_weighting(
             config, self.tasks, steps_per_epoch=max(1, train_examples // config.batch_size)
         )
+        # The seed is an argument, not a constant of the program, so that runs that differ
+        # only in their seed share one compiled `init` (and its persistent-cache entry).
         init = jax.tree_util.Partial(
-            create_train_state,
-            self.model,
-            self.tx,
-            self.weighting,
-            self.data.image_shape,
-            config.seed,
+            create_train_state, self.model, self.tx, self.weighting, self.data.image_shape
         )
-        abstract = jax.eval_shape(init)
+        self._seed = np.int32(config.seed)
+        abstract = jax.eval_shape(init, self._seed)
         self.state_shardings = sharding.state_shardings(self.mesh, abstract)
         self._init = jax.jit(init, out_shardings=self.state_shardings)
         self.abstract_state = jax.tree.map(
@@ -83,7 +81,7 @@ class Experiment:
         singles = single_task.read_single_task_variables(
             self.config, self.abstract_state.variables()
         )
-        state = self._init()
+        state = self._init(self._seed)
         if self.config.model.get("pretrained"):
             variables = load_pretrained(
                 self.config, {"params": state.params, "batch_stats": state.batch_stats}

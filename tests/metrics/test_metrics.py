@@ -150,23 +150,58 @@ def test_segmentation_matches_numpy():
 # --- Depth -----------------------------------------------------------------------------
 
 
-def test_depth_matches_numpy():
-    pred, target, mask = _depth_case()
-    p, g = pred[..., 0][mask].astype(np.float64), target[mask].astype(np.float64)
-    p_log = np.where(p <= 0, 1e-9, p)  # `MTL:evaluation/eval_depth.py`
+def _mtl_eval_depth(pred, target):
+    """MTL's `evaluation/eval_depth.py`, transcribed: valid = label != 0; predictions <= 0 are
+    set to 1e-9 once, before rmse and log_rmse; both are pooled over every valid pixel."""
+    pred = pred[..., 0].astype(np.float64).copy()
+    pred[pred <= 0] = 1e-9
+    valid = target != 0
+    p, g = pred[valid], target[valid].astype(np.float64)
+    return {
+        "rmse": np.sqrt(np.sum((g - p) ** 2) / valid.sum()),
+        "log_rmse": np.sqrt(np.sum((np.log(g) - np.log(p)) ** 2) / valid.sum()),
+    }
+
+
+def _depth_case_many_negatives(seed=3):
+    """A third of the predictions are negative or zero: the floor moves rmse by far more than
+    any tolerance."""
+    pred, target, mask = _depth_case(seed)
+    rng = np.random.default_rng(seed)
+    bad = rng.random(pred.shape[:3]) < 0.33
+    pred[..., 0] = np.where(bad, rng.choice([-2.0, -0.1, 0.0], size=bad.shape), pred[..., 0])
+    return pred, target, mask
+
+
+@pytest.mark.parametrize("case", [_depth_case, _depth_case_many_negatives])
+def test_depth_matches_numpy(case):
+    pred, target, mask = case()
     values = _values(_make(DepthMetrics, (pred, target, mask)))
-    np.testing.assert_allclose(values["rmse"], np.sqrt(np.mean((g - p) ** 2)), rtol=1e-5)
-    np.testing.assert_allclose(
-        values["log_rmse"], np.sqrt(np.mean((np.log(g) - np.log(p_log)) ** 2)), rtol=1e-5
-    )
+    reference = _mtl_eval_depth(pred, target)
+    np.testing.assert_allclose(values["rmse"], reference["rmse"], rtol=1e-5)
+    np.testing.assert_allclose(values["log_rmse"], reference["log_rmse"], rtol=1e-5)
+    # The other pooled errors use the same floored prediction.
+    p = np.where(pred[..., 0] <= 0, 1e-9, pred[..., 0])[mask].astype(np.float64)
+    g = target[mask].astype(np.float64)
     np.testing.assert_allclose(values["abs_rel"], np.mean(np.abs(g - p) / g), rtol=1e-5)
     np.testing.assert_allclose(values["abs_err"], np.mean(np.abs(g - p)), rtol=1e-5)
     np.testing.assert_allclose(values["sq_rel"], np.mean((g - p) ** 2 / g), rtol=1e-5)
-    ratio = np.maximum(g / p_log, p_log / g)
+    ratio = np.maximum(g / p, p / g)
     for k in (1, 2, 3):
         np.testing.assert_allclose(
             values[f"delta_{k}"], 100 * np.mean(ratio < 1.25**k), rtol=1e-5, err_msg=str(k)
         )
+
+
+def test_depth_rmse_floors_negative_predictions():
+    """gt 2 m, prediction -1 m: MTL scores the prediction as 1e-9, so the error is 2 m, not 3."""
+    target = np.full((1, 1, 2), 2.0, np.float32)
+    target[0, 0, 1] = 0.0  # invalid pixel: ignored whatever is predicted there
+    pred = np.array([[[[-1.0], [50.0]]]], np.float32)
+    values = _values(_make(DepthMetrics, (pred, target, target > 0)))
+    np.testing.assert_allclose(values["rmse"], 2.0 - 1e-9, rtol=1e-6)
+    np.testing.assert_allclose(values["rmse"], _mtl_eval_depth(pred, target)["rmse"], rtol=1e-6)
+    np.testing.assert_allclose(values["abs_err_batch"], 3.0, rtol=1e-6)  # lorenmt: raw
 
 
 def test_depth_batch_averages_as_lorenmt():

@@ -93,7 +93,7 @@ def cross_stitch(runs, tfds_data_dir):
     fresh initialisation of the same model."""
     config = unit_config(tfds_data_dir, **{t: runs[t][0] for t in TASKS})
     experiment = Experiment(config)
-    return experiment, experiment.initial_state(), experiment._init()
+    return experiment, experiment.initial_state(), experiment._init(experiment._seed)
 
 
 def latest(runs, task):
