@@ -193,7 +193,7 @@ def single(args) -> dict:
 
 
 def table(args) -> list[dict]:
-    """Every preset in both dtypes, printed as the README's performance table rows."""
+    """Every preset in both dtypes, printed as the rows of the performance table in docs/training.md."""
     results = []
     print(
         "| model, shapes | dtype | reference img/s | ours img/s | ratio | compile s | "

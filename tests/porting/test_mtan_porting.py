@@ -3,7 +3,7 @@
 The reference state dicts are written here from the architecture as REFERENCE.md §3.1 and
 `MTAN:im2im_pred/model_segnet_mtan.py` describe it (names and PyTorch shapes), independently of
 the converter's own naming rules. Output parity with the reference code itself is checked
-outside the repository (see the README of the MTAN family).
+outside the repository (see docs/porting.md).
 """
 
 import jax

@@ -4,7 +4,7 @@ writes them, layout transposes, the BatchNorm mapping, and errors on unmatched k
 The numbers (key counts, sample keys and their PyTorch shapes) were read off the reference's
 `model.state_dict()` (`MTL:models/{mti_net,padnet,models,seg_hrnet,aspp}.py`, NYUD outputs);
 the numerical equality of outputs is checked against the reference code itself by the
-verification script described in the README (the reference is not part of this repository).
+verification described in docs/porting.md (the reference is not part of this repository).
 """
 
 import jax
