@@ -45,7 +45,7 @@ def milestones(config) -> list[int]:
     sched = config.schedule
     if sched.name != "step":
         return []
-    return list(range(sched.step_size, config.num_train_steps + 1, sched.step_size))
+    return list(range(sched.step_size, config.num_train_steps, sched.step_size))
 
 
 def create_optimizer(config, schedule: optax.Schedule) -> optax.GradientTransformation:
