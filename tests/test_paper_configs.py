@@ -51,12 +51,13 @@ MTL_YAMLS = [
       for d in ("hrnet18", "resnet50") for t in ("semseg", "depth")],
     *[(f"nyud/{d}/multi_task_baseline.yml", "nyud.multi_task_baseline", f"backbone={d}", NYUD, (),
        dict(ADAM, epochs=100, batch=8)) for d in ("hrnet18", "resnet50")],
-    *[(f"nyud/hrnet18/{m}{suffix}.yml", f"nyud.{m}", arg, NYUD, aux, dict(ADAM, epochs=100, batch=8))
-      for m in ("mti_net", "pad_net")
+    *[(f"nyud/hrnet18/{m}{suffix}.yml", f"nyud.{m}", arg, NYUD, aux,
+       dict(ADAM, epochs=100, batch=8)) for m in ("mti_net", "pad_net")
       for suffix, arg, aux in (("", "", NYUD), ("+edges_normals", "aux=edge+normals", NYUD_AUX))],
     ("nyud/resnet50/mtan.yml", "nyud.mtan", "", NYUD, (), dict(ADAM, epochs=100, batch=8)),
     *[(f"nyud/resnet50/{m}.yml", f"nyud.{m}", "", NYUD, (),
-       dict(sgd(1e-3), epochs=50, batch=8, alpha=0.9, beta=0.1)) for m in ("cross_stitch", "nddr_cnn")],
+       dict(sgd(1e-3), epochs=50, batch=8, alpha=0.9, beta=0.1))
+      for m in ("cross_stitch", "nddr_cnn")],
     *[(f"pascal/hrnet18/{t}.yml", f"pascal.{t}", "backbone=hrnet18", (t,), (),
        dict(sgd(1e-2), epochs=60, batch=8)) for t in PASCAL_ALL],
     *[(f"pascal/resnet18/{t}.yml", f"pascal.{t}", "backbone=resnet18", (t,), (),

@@ -159,7 +159,8 @@ def resnet_mtl_config(
     if alpha_beta is not None:
         config.model.alpha, config.model.beta = alpha_beta
         # {task: path}: every task's trained single-task network, which the reference starts
-        # from (all tasks or none; None: from scratch). A path is the workdir of our
+        # from (all tasks or none; None: every task's ResNet starts from model.pretrained,
+        # ImageNet by default; docs/paper_differences.md). A path is the workdir of our
         # single-task run (`configs/<dataset>/<task>.py:backbone=<the same ResNet>`; its latest
         # checkpoint, or give `<workdir>/checkpoints/<step>`) or an MTL single-task
         # `best_model.pth.tar` / `.npz`, e.g. `--config.model.single_task_checkpoints.semseg=

@@ -191,7 +191,8 @@ def train_and_evaluate(config, workdir: str):
     # Set-up: everything is checked and shaped before anything heavy is compiled.
     experiment = Experiment(config)
     config = experiment.config  # durations resolved to steps
-    _log_run_summary(experiment)
+    if jax.process_index() == 0:
+        _log_run_summary(experiment)
     checkpoint_bytes = checkpointing.state_bytes(experiment.abstract_state)
     checkpointing.check_workdir(workdir, checkpoint_bytes * (config.keep_checkpoints + 2))
     writer, per_step_writer = _create_writers(workdir)

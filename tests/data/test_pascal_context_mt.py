@@ -2,6 +2,7 @@
 Pascal-Part `.mat` structs, Context `LabelMap`s): fields, mappings, splits, errors, and the
 pipeline's PASCAL transforms with original-size evaluation labels."""
 
+import importlib
 import os
 import shutil
 
@@ -215,8 +216,6 @@ def test_human_parts_alone_trains_on_images_with_people_only(built):
 def test_epochs_of_the_paper_configs_count_the_images_the_stream_reads(
     built, config_module, examples
 ):
-    import importlib
-
     builder, _, _ = built
     config = importlib.import_module(config_module).get_config("batch_size=1")
     original = pipeline_lib._prepared_builder
@@ -228,4 +227,5 @@ def test_epochs_of_the_paper_configs_count_the_images_the_stream_reads(
     assert pipeline.examples_per_epoch() == examples
     resolved = config_utils.resolve_durations(config, pipeline.examples_per_epoch())
     assert resolved.num_train_steps == 60 * examples  # the YAML's 60 epochs of batch 1
-    assert resolved.eval_every_steps == 10 * examples and resolved.checkpoint_every_steps == examples
+    assert resolved.eval_every_steps == 10 * examples
+    assert resolved.checkpoint_every_steps == examples
