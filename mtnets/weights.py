@@ -48,7 +48,8 @@ class WeightFile:
     name: str  # the published file name
     url: str | None = None  # None: no stable address
     sha256_prefix: str | None = None  # the digest's first hex digits, as in torchvision names
-    source: str = ""  # where to get a file without an address
+    row: str = ""  # HRNets: the row of the HRNet-Image-Classification table that links the file
+    timm: str = ""  # HRNets: timm's name of the same weights
 
     @property
     def stem(self) -> str:
@@ -61,14 +62,7 @@ def _torchvision(name: str, prefix: str) -> WeightFile:
 
 
 def _hrnet(file: str, row: str, timm: str) -> WeightFile:
-    return WeightFile(
-        file,
-        source=(
-            f"the '{row}' row of the ImageNet table of {HRNET_SOURCE} (links to OneDrive and "
-            f"Baidu), or timm's `{timm}` saved as .npz "
-            f"(np.savez(path, **{{k: v.numpy() for k, v in model.state_dict().items()}}))"
-        ),
-    )
+    return WeightFile(file, row=row, timm=timm)
 
 
 # The torchvision ImageNet1K_V1 weights (what `torchvision.models.resnetX(pretrained=True)`
@@ -118,13 +112,21 @@ def missing_message(backbone: str, directory: str) -> str:
     if spec.url:
         how = f"Fetch it with `{FETCH} {backbone}` (from {spec.url})"
     else:
-        how = f"It has no stable download address: get it from {spec.source}, and put it at {where}"
+        how = (
+            f"It has no stable download address: {where_to_get(spec)}, and put it at {where}; "
+            f"or save timm's `{spec.timm}` weights as {os.path.join(directory, spec.stem)}.npz "
+            "(np.savez(path, **{k: v.numpy() for k, v in model.state_dict().items()}))"
+        )
     return (
         f"config.model.pretrained='imagenet' needs the ImageNet file {spec.name} (or "
         f"{spec.stem}.npz) of backbone {backbone!r} in the weights directory {directory} "
         f"(${ENV}, default {DEFAULT_DIR}), and it is not there. {how}. Or train from scratch "
         f"with {OPT_OUT}."
     )
+
+
+def where_to_get(spec: WeightFile) -> str:
+    return f"download it from the '{spec.row}' row of the ImageNet table of {HRNET_SOURCE}"
 
 
 def pretrained_path(config) -> str | None:
@@ -203,10 +205,14 @@ def download(
             problem = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
         logging.warning("Download of %s, attempt %d of %d: %s", url, attempt, attempts, problem)
         if not retry or attempt == attempts:
+            kept = (
+                f"What arrived is kept in {part}, and the next `{FETCH}` resumes it; or "
+                if os.path.exists(part) and os.path.getsize(part)
+                else "Try again later, or "
+            )
             raise DownloadError(
-                f"Could not download {url}: {problem}. What arrived is kept in {part}, and the "
-                f"next `{FETCH}` resumes it; or download the file yourself and put it at "
-                f"{target}."
+                f"Could not download {url}: {problem}. {kept}download the file yourself and put "
+                f"it at {target}."
             )
         time.sleep(retry_wait * attempt)
     _check_hash(part, sha256_prefix, url)
@@ -335,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 state = imagenet_path(backbone, directory)
             except FileNotFoundError:
-                state = "missing" + ("" if spec.url else f" (no stable address: {spec.source})")
+                state = "missing" + ("" if spec.url else f" ({where_to_get(spec)})")
             print(f"{backbone:20s} {spec.name:40s} {state}")
         return 0
     if args.command == "convert":

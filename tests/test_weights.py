@@ -5,6 +5,7 @@ with every error message checked."""
 import hashlib
 import http.server
 import os
+import re
 import threading
 
 import ml_collections
@@ -147,8 +148,13 @@ def test_a_missing_file_is_not_retried(server, tmp_path):
 
 
 def test_an_unreachable_server_names_the_cause(tmp_path):
-    with pytest.raises(weights.DownloadError, match="Could not download http://127.0.0.1:9/x: "):
+    with pytest.raises(weights.DownloadError) as error:
         weights.download("http://127.0.0.1:9/x", str(tmp_path / "x"), None, retry_wait=0)
+    assert re.fullmatch(
+        r"Could not download http://127.0.0.1:9/x: URLError: .*refused.*\. Try again later, or "
+        rf"download the file yourself and put it at {re.escape(str(tmp_path / 'x'))}\.",
+        str(error.value),
+    )
 
 
 def test_fetch_downloads_a_torchvision_file_into_the_weights_directory(
@@ -169,7 +175,8 @@ def test_fetch_of_an_hrnet_says_where_to_get_it_and_where_to_put_it(tmp_path):
     assert "hrnet_w18_small_model_v2.pth" in message and "no stable download address" in message
     assert "https://github.com/HRNet/HRNet-Image-Classification" in message
     assert "HRNet-W18-C-Small-v2" in message
-    assert f"put it at {tmp_path / 'hrnet_w18_small_model_v2.pth'}" in message
+    assert f"put it at {tmp_path / 'hrnet_w18_small_model_v2.pth'}; or save timm's " in message
+    assert f"`hrnet_w18_small_v2` weights as {tmp_path / 'hrnet_w18_small_model_v2.npz'}" in message
 
 
 # ---------------------------------------------------------------------------------------------
