@@ -39,9 +39,10 @@ class Experiment:
     fails in seconds with the field named.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, *, initial_weights: bool = True):
         config_utils.validate(config)
-        self.weight_source = weights.weight_source(config)  # a missing weight file fails here
+        # A missing weight file fails here, first; evaluation restores a checkpoint instead.
+        self.weight_source = weights.weight_source(config) if initial_weights else "checkpoint"
         self.tasks = trained_tasks(config)  # main + auxiliary
         self.specs = task_specs(config.tasks, config.dataset.name)  # evaluated: the main tasks
         self.model = create_model(config)
@@ -371,7 +372,7 @@ def _flat_hparams(config) -> dict:
 def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict[str, float]:
     """Restores checkpoint `step` (default: the latest) of `workdir`, evaluates it, and writes
     `eval_<step>.json` and `predictions_<step>.png` there."""
-    experiment = Experiment(config)
+    experiment = Experiment(config, initial_weights=False)
     checkpointer = checkpointing.Checkpointer(workdir, read_only=True)
     if checkpointer.latest_step() is None:
         raise FileNotFoundError(

@@ -111,3 +111,21 @@ def test_a_missing_imagenet_file_stops_the_run_before_anything_is_built(
                  "model.pretrained=none"):  # fmt: skip
         assert part in message
     assert not (tmp_path / "run").exists()
+
+
+def test_evaluating_a_checkpoint_needs_no_initial_weights(tfds_data_dir, monkeypatch):
+    config = get_config("model.pretrained=imagenet")  # resnet_small has no ImageNet file
+    config.dataset.data_dir = tfds_data_dir
+    with pytest.raises(ValueError, match="backbone 'resnet_small' has no ImageNet file"):
+        loop.Experiment(config)
+    assert loop.Experiment(config, initial_weights=False).weight_source == "checkpoint"
+    seen = {}
+
+    def spy(config, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(loop, "Experiment", spy)
+    with pytest.raises(RuntimeError, match="stop"):
+        loop.evaluate_checkpoint(config, "/nowhere")
+    assert seen == {"initial_weights": False}
