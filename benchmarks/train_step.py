@@ -26,7 +26,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mtnets import sharding  # noqa: E402
-from mtnets.config_utils import load_config  # noqa: E402
+from mtnets.config_utils import load_config, resolve_durations  # noqa: E402
 from mtnets.models import create_model  # noqa: E402
 from mtnets.tasks import task_specs  # noqa: E402
 from mtnets.train.optim import create_optimizer, create_schedule  # noqa: E402
@@ -82,6 +82,8 @@ def measure(
     """Compiles and times the train step of `config` on all local devices; with `profile_dir`,
     one more window is traced there (TensorBoard / Perfetto trace)."""
     mesh = sharding.create_mesh(-1)
+    # Durations in epochs need an epoch length; the schedule's length does not change the cost.
+    config = resolve_durations(config, examples_per_epoch=100 * batch)
     model = create_model(config)
     tx = create_optimizer(config, create_schedule(config))
     # DWA's period does not change the step's cost; any steps_per_epoch will do.

@@ -51,7 +51,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.dilated = False  # ResNets only: output stride 8 (MTL's ResnetDilated)
     config.model.head = "hrnet"  # baselines: "hrnet" or "deeplab"
     config.model.head_width = 0  # hidden channels of each HRNet head; 0: the reference's (sum)
-    config.model.pretrained = ml_collections.config_dict.placeholder(str)  # ImageNet file
+    # Backbone start: None / "none" (from scratch), "imagenet" (the backbone's ImageNet file in
+    # the weights directory, $MTNETS_WEIGHTS; see `python -m mtnets.weights`) or a file path.
+    config.model.pretrained = ml_collections.config_dict.placeholder(str)
     # MTI-Net's ablation switches (the paper's Table 2 / 3); the defaults are the full model.
     config.model.mti_net = ml_collections.ConfigDict()
     config.model.mti_net.num_scales = 4  # 1-4, the finest ones
@@ -83,14 +85,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.schedule = ml_collections.ConfigDict()
     config.schedule.name = "poly"  # lr * (1 - step / num_train_steps) ** power
     config.schedule.power = 0.9
-    config.schedule.step_size = 0  # "step": multiply by gamma every step_size steps
+    # "step": multiply by gamma every step_size steps (or step_size_epochs epochs; one of them).
+    config.schedule.step_size = ml_collections.config_dict.placeholder(int)
+    config.schedule.step_size_epochs = ml_collections.config_dict.placeholder(float)
     config.schedule.gamma = 0.5
 
     config.batch_size = 8  # global, over all devices and processes
-    config.num_train_steps = 200
+    # Durations in steps or in epochs (exactly one of each pair; the other None). Epochs become
+    # steps at run time from the examples the training stream reads per epoch
+    # (`mtnets.config_utils.resolve_durations`), so a config cannot disagree with its dataset.
+    config.num_train_steps = _steps(200)
+    config.num_train_epochs = ml_collections.config_dict.placeholder(float)
     config.log_every_steps = 25
-    config.eval_every_steps = 200
-    config.checkpoint_every_steps = 200
+    config.eval_every_steps = _steps(200)
+    config.eval_every_epochs = ml_collections.config_dict.placeholder(float)
+    config.checkpoint_every_steps = _steps(200)
+    config.checkpoint_every_epochs = ml_collections.config_dict.placeholder(float)
     config.keep_checkpoints = 3
     config.num_eval_images = 4  # examples drawn in the predictions PNG and TensorBoard
 
@@ -106,3 +116,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model_parallelism = 1  # devices of the mesh's `model` axis (large params split)
     config.dtype = "float32"
     return apply_overrides(config, arg)
+
+
+def _steps(value: int) -> ml_collections.FieldReference:
+    """An int field that may also be None (when its `*_epochs` twin is set)."""
+    field = ml_collections.config_dict.placeholder(int)
+    field.set(value)
+    return field

@@ -3,11 +3,14 @@
 `get_config(arg)` in every config file takes an optional `key=value,key=value` string (the part
 after `:` in `--config=configs/x.py:key=value`), applied here with the types of the defaults.
 `validate(config)` checks the names a config refers to before anything is built or compiled.
+`resolve_durations(config, examples_per_epoch)` turns durations given in epochs into steps from
+the number of training examples the run really sees.
 """
 
 from __future__ import annotations
 
 import ast
+import math
 
 import ml_collections
 
@@ -55,15 +58,13 @@ def validate(config) -> None:
         tasks_lib.task_spec(name, config.dataset.name)
     if not config.tasks:
         raise ValueError("config.tasks is empty.")
-    for field in (
-        "batch_size",
-        "num_train_steps",
-        "log_every_steps",
-        "eval_every_steps",
-        "checkpoint_every_steps",
-    ):
+    for field in ("batch_size", "log_every_steps"):
         if config[field] <= 0:
             raise ValueError(f"config.{field} must be positive, got {config[field]}.")
+    for steps, epochs in DURATIONS:
+        if steps == "schedule.step_size" and config.schedule.name != "step":
+            continue
+        _check_duration(config, steps, epochs)
     if config.weighting.name not in weighting.STRATEGIES:
         raise ValueError(
             f"Unknown config.weighting.name {config.weighting.name!r}; choose one of "
@@ -75,6 +76,67 @@ def validate(config) -> None:
         from mtnets.porting.single_task import checkpoint_paths
 
         checkpoint_paths(config)  # model and task names; Experiment.initial_state reads the files
+
+
+# Durations that a config states in steps or in epochs: exactly one of each pair is set.
+DURATIONS = (
+    ("num_train_steps", "num_train_epochs"),
+    ("eval_every_steps", "eval_every_epochs"),
+    ("checkpoint_every_steps", "checkpoint_every_epochs"),
+    ("schedule.step_size", "schedule.step_size_epochs"),
+)
+
+
+def _field(config, dotted: str):
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+def _check_duration(config, steps: str, epochs: str) -> None:
+    values = {name: _field(config, name) for name in (steps, epochs)}
+    given = {name: value for name, value in values.items() if value is not None}
+    if len(given) != 1:
+        shown = ", ".join(f"config.{k}={v}" for k, v in values.items())
+        raise ValueError(
+            f"Set exactly one of config.{steps} and config.{epochs} (the other None); got {shown}."
+        )
+    ((name, value),) = given.items()
+    if value <= 0:
+        raise ValueError(f"config.{name} must be positive, got {value}.")
+
+
+def steps_per_epoch(examples: int, batch_size: int) -> int:
+    """Optimizer steps per epoch: the full global batches in `examples` (at least 1).
+
+    The training stream runs epochs end to end and batches across their boundary, so over
+    many epochs a step is `batch_size / examples` of an epoch on average; the floor makes the
+    step count of an epoch-based config the one of a loader that drops the incomplete batch.
+    """
+    return max(1, examples // batch_size)
+
+
+def resolve_durations(config, examples_per_epoch: int) -> ml_collections.ConfigDict:
+    """A copy of `config` whose durations are all steps: each `*_epochs` field that is set
+    becomes its step twin, `round(epochs * steps_per_epoch)` (at least 1), and None.
+
+    `examples_per_epoch` is what the training stream reads per epoch (the split's size, or the
+    images that pass the human-parts filter), so the config and the dataset cannot disagree.
+    """
+    resolved = config.copy_and_resolve_references()
+    per_epoch = steps_per_epoch(examples_per_epoch, config.batch_size)
+    for steps, epochs in DURATIONS:
+        count = _field(config, epochs)
+        if count is None:
+            continue
+        _set(resolved, steps, max(1, math.floor(count * per_epoch + 0.5)))
+        _set(resolved, epochs, None)
+    return resolved
+
+
+def _set(config, dotted: str, value) -> None:
+    parent, _, leaf = dotted.rpartition(".")
+    (_field(config, parent) if parent else config)[leaf] = value
 
 
 def load_config(path: str, arg: str | None = None):

@@ -12,12 +12,15 @@ string `backbone=...,aux=...,<key>=<value>,...`:
 - `aux` (MTI-Net and PAD-Net on NYUD): `edge+normals` selects `<name>+edges_normals.yml`.
 - anything else overrides a config field (`batch_size=4,optimizer.learning_rate=1e-3`).
 
-Hyper-parameters are the YAML's (REFERENCE.md §9): epochs become steps with the reference's
-`drop_last=True` loader, `epochs * (train images // batch)`. Differences: the reference sets
-the poly learning rate once per epoch, the `poly` schedule here decays every step; NYUD's
-discrete zoom {1, 1.2, 1.5} and PASCAL's ±20° rotation are the data pipeline's `nyud` and
-`pascal` augmentations. ImageNet initialisation needs `model.pretrained=<file>` (the reference
-downloads it; see `mtnets.porting.imagenet`).
+Hyper-parameters are the YAML's. Durations are stated in epochs, as in the YAML, and become
+steps at run time from the examples an epoch really reads (`mtnets.config_utils.
+resolve_durations`): `epochs * (examples // batch)`, the step count of the reference's
+`drop_last=True` loader; for human parts alone, the examples are the images that show a person.
+The backbone starts from ImageNet, as the YAML's `pretrained: True`: `model.pretrained=
+"imagenet"` reads the backbone's file from the weights directory (`python -m mtnets.weights
+fetch resnet18`; the HRNet files must be downloaded by hand), and `model.pretrained=none`
+trains from scratch. Every setting that differs from the reference is listed, with the reason,
+in docs/paper_differences.md.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from configs.default import get_config as default_config
 from mtnets.config_utils import apply_overrides
 from mtnets.porting.single_task import checkpoints_field
 
-TRAIN_IMAGES = {"nyud_mt": 795, "pascal_context_mt": 4998}
 # Reference backbone directory -> (our backbone, head, dilated).
 DIRECTORIES = {
     "hrnet18": ("hrnet_w18_small_v2", "hrnet", False),
@@ -98,6 +100,7 @@ def mtl_config(
     config.model.dilated = dilated
     config.model.head = head
     config.model.head_width = 0
+    config.model.pretrained = "imagenet"  # the YAML's backbone_kwargs.pretrained: True
     # The full MTI-Net (the default experiment distils at the finest scale only).
     config.model.mti_net.num_scales = 4
     config.model.mti_net.use_fpm = True
@@ -115,12 +118,14 @@ def mtl_config(
     config.schedule.name = "poly"
     config.schedule.power = 0.9
     config.batch_size = hyper["batch"]
-    steps_per_epoch = TRAIN_IMAGES[dataset] // hyper["batch"]
-    config.num_train_steps = hyper["epochs"] * steps_per_epoch
+    config.num_train_steps = None
+    config.num_train_epochs = hyper["epochs"]
     config.log_every_steps = 50
     # The reference evaluates in its last 10 epochs only (`eval_final_10_epochs_only`).
-    config.eval_every_steps = 10 * steps_per_epoch
-    config.checkpoint_every_steps = steps_per_epoch
+    config.eval_every_steps = None
+    config.eval_every_epochs = 10
+    config.checkpoint_every_steps = None
+    config.checkpoint_every_epochs = 1
     config.num_eval_images = 4
     return apply_overrides(config, overrides)
 
@@ -154,7 +159,8 @@ def resnet_mtl_config(
     if alpha_beta is not None:
         config.model.alpha, config.model.beta = alpha_beta
         # {task: path}: every task's trained single-task network, which the reference starts
-        # from (all tasks or none; None: from scratch). A path is the workdir of our
+        # from (all tasks or none; None: every task's ResNet starts from model.pretrained,
+        # ImageNet by default; docs/paper_differences.md). A path is the workdir of our
         # single-task run (`configs/<dataset>/<task>.py:backbone=<the same ResNet>`; its latest
         # checkpoint, or give `<workdir>/checkpoints/<step>`) or an MTL single-task
         # `best_model.pth.tar` / `.npz`, e.g. `--config.model.single_task_checkpoints.semseg=

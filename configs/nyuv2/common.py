@@ -14,11 +14,13 @@ Launch string (`--config=configs/nyuv2/segnet_mtan.py:weighting=dwa,aug=True`):
 - `aug=True`: lorenmt's random scale-crop {1, 1.2, 1.5} and flip (`--apply_augmentation`);
 - anything else overrides a config field.
 
-Epochs are expressed in steps: the reference's loader keeps the last, incomplete batch
-(795 images -> 398 batches, the last of 1 image), ours drops it, so an epoch is 397 steps of
-2 images (794 images) and 200 epochs are 79,400 steps; the rate halves at step 39,700, DWA
-updates every 397 steps, and evaluation runs every epoch (the published number is the mean of
-the last 10 epochs).
+Durations are stated in epochs and become steps at run time from the training split's size
+(`mtnets.config_utils.resolve_durations`). The reference's loader keeps the last, incomplete
+batch (795 images -> 398 batches, the last of 1 image); our stream runs the epochs end to end
+and batches across their boundary, and an epoch counts the full batches, 795 // 2 = 397 steps:
+200 epochs are 79,400 steps, the rate halves at step 39,700, DWA updates every 397 steps, and
+evaluation runs every epoch (the published number is the mean of the last 10 epochs). See
+docs/paper_differences.md.
 """
 
 from __future__ import annotations
@@ -29,10 +31,8 @@ from configs.default import get_config as default_config
 from configs.nyud.common import split_arg
 from mtnets.config_utils import apply_overrides
 
-TRAIN_IMAGES = 795
 BATCH_SIZE = 2
 EPOCHS = 200
-STEPS_PER_EPOCH = TRAIN_IMAGES // BATCH_SIZE  # 397: the pipeline drops the incomplete batch
 WEIGHTINGS = ("equal", "dwa", "uncertainty")
 TASKS = ("semseg", "depth", "normals")
 
@@ -67,6 +67,7 @@ def lorenmt_config(model: str, arg: str | None, *, single_task: bool = False):
     config.aux_tasks = ()
     config.model = ml_collections.ConfigDict()
     config.model.name = model
+    config.model.pretrained = ml_collections.config_dict.placeholder(str)  # lorenmt: scratch
 
     config.loss.convention = "lorenmt"
     config.weighting = ml_collections.ConfigDict()
@@ -76,19 +77,23 @@ def lorenmt_config(model: str, arg: str | None, *, single_task: bool = False):
             f"weighting must be one of {', '.join(WEIGHTINGS)}, got {config.weighting.name!r}."
         )
     config.weighting.temperature = 2.0  # DWA's T (`--temp`)
-    config.weighting.update_every_steps = STEPS_PER_EPOCH  # DWA: once per epoch
+    config.weighting.update_every_steps = 0  # DWA: once per epoch (the run's epoch length)
     config.weighting.init = -0.5  # uncertainty: lorenmt's logsigma initial value
 
     config.optimizer.name = "adam"
     config.optimizer.learning_rate = 1e-4
     config.optimizer.weight_decay = 0.0
     config.schedule.name = "step"  # StepLR(step_size=100 epochs, gamma=0.5)
-    config.schedule.step_size = 100 * STEPS_PER_EPOCH
+    config.schedule.step_size = None
+    config.schedule.step_size_epochs = 100
     config.schedule.gamma = 0.5
     config.batch_size = BATCH_SIZE
-    config.num_train_steps = EPOCHS * STEPS_PER_EPOCH
+    config.num_train_steps = None
+    config.num_train_epochs = EPOCHS
     config.log_every_steps = 100
-    config.eval_every_steps = STEPS_PER_EPOCH
-    config.checkpoint_every_steps = STEPS_PER_EPOCH
+    config.eval_every_steps = None
+    config.eval_every_epochs = 1
+    config.checkpoint_every_steps = None
+    config.checkpoint_every_epochs = 1
     config.num_eval_images = 4
     return apply_overrides(config, overrides)

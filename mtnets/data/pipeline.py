@@ -76,6 +76,7 @@ class InputPipeline:
                 f"config.dataset.image_size {self.input_size} differs from the stored size "
                 f"{stored}; only augmentation 'pascal' resizes (FixedResize)."
             )
+        self._epoch_size = None  # examples_per_epoch(), counted on first use
         canvas = config.dataset.get("eval_canvas")
         self.eval_canvas = tuple(canvas) if canvas else None
         missing = [t for t in self.tasks if t not in self.builder.info.features]
@@ -97,6 +98,14 @@ class InputPipeline:
     def num_examples(self, split: str) -> int:
         return self.builder.info.splits[split].num_examples
 
+    def examples_per_epoch(self) -> int:
+        """The examples one training epoch visits: the train split, or, when human parts is the
+        only task, its images that show a person (counted once, by reading the split)."""
+        if self._epoch_size is None:
+            examples, size = self._train_examples()
+            self._epoch_size = size if size is not None else _count(examples)
+        return self._epoch_size
+
     # ---------------------------------------------------------------------------------------
     # Training.
     def train_batches(self, start_step: int = 0) -> Iterator[dict[str, jax.Array]]:
@@ -105,16 +114,8 @@ class InputPipeline:
 
     def train_dataset(self, start_step: int = 0) -> tf.data.Dataset:
         """This process's rows of the global batches from step `start_step + 1` on."""
-        split = self.config.dataset.train_split
-        examples = self._read(split)
-        size = self.num_examples(split)
-        if self.tasks == ("human_parts",):
-            # As the reference when human parts is the only task: train on the images that
-            # have parts only (`MTL:data/pascal_context.py`); evaluation ignores the others.
-            examples = examples.filter(
-                lambda ex: tf.reduce_any(self._decoded(ex, "human_parts") != 255)
-            )
-            size = _count(examples)
+        examples, _ = self._train_examples()
+        size = self.examples_per_epoch()
         buffer = max(1, min(self.config.dataset.shuffle_buffer, size))
         seed = tf.constant([self.config.seed, 0], tf.int64)
 
@@ -140,6 +141,19 @@ class InputPipeline:
         stream = stream.enumerate().filter(in_my_rows)
         stream = stream.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return stream.batch(self.local_batch_size, drop_remainder=True).prefetch(2)
+
+    def _train_examples(self) -> tuple[tf.data.Dataset, int | None]:
+        """The examples of a training epoch, and their number when it is known without
+        reading them (None when a filter decides)."""
+        split = self.config.dataset.train_split
+        examples = self._read(split)
+        if self.tasks == ("human_parts",):
+            # As the reference when human parts is the only task: train on the images that
+            # have parts only (`MTL:data/pascal_context.py`); evaluation ignores the others.
+            return examples.filter(
+                lambda ex: tf.reduce_any(self._decoded(ex, "human_parts") != 255)
+            ), None
+        return examples, self.num_examples(split)
 
     def _train_example(self, example, seed):
         fields = self._fields(self._decode(example))

@@ -14,8 +14,10 @@ checkpoint (torchvision `fc`; HRNet `incre_modules`, `downsamp_modules`, `final_
 other key left over, or any backbone variable without a key, is an error that lists them all
 (the reference silently skips unmatched keys, so a wrong file would go unnoticed).
 
-`config.model.pretrained` names the file; `load_pretrained(config, variables)` replaces the
-`backbone` subtree of a model's variables with the checkpoint's.
+`config.model.pretrained` names the file, or says "imagenet" for the backbone's file in the
+weights directory (`mtnets.weights`); `load_pretrained(config, variables)` replaces the
+`backbone` subtree of a model's variables with the checkpoint's, and every `backbone_<task>`
+subtree for the networks of per-task ResNets (cross-stitch, NDDR-CNN) started from ImageNet.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from mtnets import weights
 from mtnets.porting.common import LEAF_NAMES, StateDict, check_shapes
 from mtnets.porting.mtl import _hrnet, _layout, _resnet
 
@@ -50,8 +53,9 @@ def read_checkpoint(path: str) -> dict[str, np.ndarray]:
         import torch
     except ImportError:
         raise ImportError(
-            f"Reading {path!r} needs PyTorch; install torch, or convert the file to .npz "
-            "(np.savez(out, **{k: v.numpy() for k, v in state_dict.items()}))."
+            f"Reading {path!r} needs PyTorch: install torch (CPU is enough), or run "
+            "`python -m mtnets.weights convert FILE` on a machine that has it and use the .npz "
+            "it writes."
         ) from None
     state = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model"):
@@ -99,23 +103,26 @@ def backbone_variables(name: str, state_dict: Mapping[str, Any]) -> dict:
 
 
 def load_pretrained(config, variables: Mapping[str, Any]) -> dict:
-    """`variables` of `create_model(config)` with the `backbone` subtree replaced by the
-    ImageNet checkpoint `config.model.pretrained` (unchanged when that is None)."""
-    path = config.model.get("pretrained")
-    if not path:
+    """`variables` of `create_model(config)` with every backbone subtree (`backbone`, or
+    `backbone_<task>` in a network of per-task ResNets) replaced by the ImageNet checkpoint of
+    `config.model.pretrained` (unchanged when that means from scratch)."""
+    path = weights.pretrained_path(config)
+    if path is None:
         return dict(variables)
     imported = backbone_variables(config.model.backbone, read_checkpoint(path))
     out = {}
     for collection, tree in variables.items():
         tree = dict(tree)
         if collection in imported:
-            if "backbone" not in tree:
+            names = [k for k in tree if k == "backbone" or k.startswith("backbone_")]
+            if not names:
                 raise ValueError(f"The model's {collection!r} have no 'backbone' subtree.")
-            check_shapes(imported[collection], tree["backbone"])
-            tree["backbone"] = jax.tree.map(
-                lambda new, old: jnp.asarray(new, old.dtype),
-                imported[collection],
-                tree["backbone"],
-            )
+            for name in names:
+                check_shapes(imported[collection], tree[name])
+                tree[name] = jax.tree.map(
+                    lambda new, old: jnp.asarray(new, old.dtype),
+                    imported[collection],
+                    tree[name],
+                )
         out[collection] = tree
     return out

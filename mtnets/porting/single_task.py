@@ -69,7 +69,8 @@ def checkpoint_paths(config) -> dict[str, str]:
             f"{FIELD} initialises the task networks of {' / '.join(UNIT_MODELS)}, but "
             f"config.model.name is {name!r}; unset it (or use config.model.pretrained)."
         )
-    if config.model.get("pretrained"):
+    # "imagenet" is the paper configs' default: the single-task checkpoints take precedence.
+    if str(config.model.get("pretrained")).lower() not in ("none", "imagenet"):
         raise ValueError(
             f"Set either config.model.pretrained or {FIELD}, not both: the single-task "
             "checkpoints replace the whole of every task's backbone."

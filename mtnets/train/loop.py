@@ -15,7 +15,7 @@ import numpy as np
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from mtnets import config_utils, sharding
+from mtnets import config_utils, sharding, weights
 from mtnets.data import augment
 from mtnets.data.pipeline import InputPipeline
 from mtnets.metrics.edge_benchmark import DEFAULT_MAX_DIST, MAX_DIST, EdgeBenchmark
@@ -24,7 +24,7 @@ from mtnets.porting.imagenet import load_pretrained
 from mtnets.tasks import task_specs
 from mtnets.train import checkpointing
 from mtnets.train.evaluate import evaluate, prediction_picture, with_delta_m, write_results
-from mtnets.train.optim import create_optimizer, create_schedule
+from mtnets.train.optim import create_optimizer, create_schedule, milestones
 from mtnets.train.state import create_train_state
 from mtnets.train.step import compile_config_steps, mean_scalars, trained_tasks
 from mtnets.visualize import save_png
@@ -39,21 +39,25 @@ class Experiment:
     fails in seconds with the field named.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, *, initial_weights: bool = True):
         config_utils.validate(config)
-        self.config = config
+        # A missing weight file fails here, first; evaluation restores a checkpoint instead.
+        self.weight_source = weights.weight_source(config) if initial_weights else "checkpoint"
         self.tasks = trained_tasks(config)  # main + auxiliary
         self.specs = task_specs(config.tasks, config.dataset.name)  # evaluated: the main tasks
         self.model = create_model(config)
-        self.schedule = create_schedule(config)
-        self.tx = create_optimizer(config, self.schedule)
         self.mesh = sharding.create_mesh(config.num_devices, config.get("model_parallelism", 1))
         self.data = InputPipeline(config, self.mesh)
         _check_input_size(config, self.data.image_shape)
-        train_examples = self.data.num_examples(config.dataset.train_split)
-        self.weighting = create_weighting(
-            config, self.tasks, steps_per_epoch=max(1, train_examples // config.batch_size)
+        # Durations in epochs become steps from what the training stream really reads.
+        self.examples_per_epoch = self.data.examples_per_epoch()
+        self.steps_per_epoch = config_utils.steps_per_epoch(
+            self.examples_per_epoch, config.batch_size
         )
+        self.config = config = config_utils.resolve_durations(config, self.examples_per_epoch)
+        self.schedule = create_schedule(config)
+        self.tx = create_optimizer(config, self.schedule)
+        self.weighting = create_weighting(config, self.tasks, steps_per_epoch=self.steps_per_epoch)
         # The seed is an argument, not a constant of the program, so that runs that differ
         # only in their seed share one compiled `init` (and its persistent-cache entry).
         init = jax.tree_util.Partial(
@@ -82,7 +86,7 @@ class Experiment:
             self.config, self.abstract_state.variables()
         )
         state = self._init(self._seed)
-        if self.config.model.get("pretrained"):
+        if not singles and weights.pretrained_path(self.config):
             variables = load_pretrained(
                 self.config, {"params": state.params, "batch_stats": state.batch_stats}
             )
@@ -92,7 +96,7 @@ class Experiment:
                     variables["batch_stats"], self.state_shardings.batch_stats
                 ),
             )
-            logging.info("Backbone initialised from %s.", self.config.model.pretrained)
+            logging.info("Backbone initialised from %s.", weights.pretrained_path(self.config))
         if singles:
             variables = single_task.initialise(state.variables(), singles)
             state = state.replace(
@@ -187,6 +191,9 @@ def train_and_evaluate(config, workdir: str):
     # ----------------------------------------------------------------------------------------
     # Set-up: everything is checked and shaped before anything heavy is compiled.
     experiment = Experiment(config)
+    config = experiment.config  # durations resolved to steps
+    if jax.process_index() == 0:
+        _log_run_summary(experiment)
     checkpoint_bytes = checkpointing.state_bytes(experiment.abstract_state)
     checkpointing.check_workdir(workdir, checkpoint_bytes * (config.keep_checkpoints + 2))
     writer, per_step_writer = _create_writers(workdir)
@@ -245,6 +252,41 @@ def train_and_evaluate(config, workdir: str):
         writer.flush()
         per_step_writer.flush()
     return state
+
+
+def _log_run_summary(experiment) -> None:
+    """One block that a run can be checked against (docs/reproduce.md): duration in epochs and
+    steps, schedule milestones, where the weights start, and the loss weights."""
+    config, per_epoch = experiment.config, experiment.steps_per_epoch
+    sched = config.schedule
+    schedule = f"{sched.name}, learning rate {config.optimizer.learning_rate:g}"
+    if sched.name == "poly":
+        schedule += f" decaying every step with power {sched.power:g} to 0 at the last step"
+    elif sched.name == "step":
+        shown = ", ".join(str(m) for m in milestones(config)) or "none within the run"
+        schedule += f" times {sched.gamma:g} at steps {shown}"
+    lines = [
+        f"Run summary of {config.model.name} on {config.dataset.name}:",
+        f"  epoch: {experiment.examples_per_epoch} training examples, {per_epoch} steps of "
+        f"{config.batch_size}",
+        f"  training: {config.num_train_steps} steps = {config.num_train_steps / per_epoch:g} "
+        f"epochs; evaluation every {config.eval_every_steps} steps, checkpoint every "
+        f"{config.checkpoint_every_steps} steps",
+        f"  schedule: {schedule}",
+        f"  weights: {experiment.weight_source}",
+        f"  loss weights: {_loss_weights(config, experiment.tasks, per_epoch)}",
+    ]
+    logging.info("\n".join(lines))
+
+
+def _loss_weights(config, tasks, steps_per_epoch: int) -> str:
+    cfg = config.weighting
+    if cfg.name == "fixed":
+        return "fixed " + ", ".join(f"{t} {cfg.weights[t]:g}" for t in tasks)
+    if cfg.name == "dwa":
+        period = cfg.update_every_steps or steps_per_epoch
+        return f"dwa (T={cfg.temperature:g}, updated every {period} steps)"
+    return f"{cfg.name} over {', '.join(tasks)}"
 
 
 class _History:
@@ -330,7 +372,7 @@ def _flat_hparams(config) -> dict:
 def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict[str, float]:
     """Restores checkpoint `step` (default: the latest) of `workdir`, evaluates it, and writes
     `eval_<step>.json` and `predictions_<step>.png` there."""
-    experiment = Experiment(config)
+    experiment = Experiment(config, initial_weights=False)
     checkpointer = checkpointing.Checkpointer(workdir, read_only=True)
     if checkpointer.latest_step() is None:
         raise FileNotFoundError(

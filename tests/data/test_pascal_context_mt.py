@@ -2,6 +2,7 @@
 Pascal-Part `.mat` structs, Context `LabelMap`s): fields, mappings, splits, errors, and the
 pipeline's PASCAL transforms with original-size evaluation labels."""
 
+import importlib
 import os
 import shutil
 
@@ -12,7 +13,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from configs.default import get_config
-from mtnets import sharding
+from mtnets import config_utils, sharding
 from mtnets.data import pipeline as pipeline_lib
 from mtnets.data.builders import pascal_context_mt
 from tests.data import fake_archives
@@ -204,3 +205,27 @@ def test_human_parts_alone_trains_on_images_with_people_only(built):
     # push every part out of the frame (then all ignore, as in the reference).
     has_parts = [np.any((b != 255) & (b != 0)) for b in batch["human_parts"]]
     assert sum(has_parts) >= 6
+
+
+@pytest.mark.parametrize(
+    "config_module, examples",
+    # fake_archives gives the training images people with parts, a person without parts and no
+    # person: the reference keeps only the first when human parts is the only task.
+    [("configs.pascal.human_parts", 1), ("configs.pascal.semseg", len(IDS["train"]))],
+)
+def test_epochs_of_the_paper_configs_count_the_images_the_stream_reads(
+    built, config_module, examples
+):
+    builder, _, _ = built
+    config = importlib.import_module(config_module).get_config("batch_size=1")
+    original = pipeline_lib._prepared_builder
+    pipeline_lib._prepared_builder = lambda _: builder
+    try:
+        pipeline = pipeline_lib.InputPipeline(config, sharding.create_mesh(1))
+    finally:
+        pipeline_lib._prepared_builder = original
+    assert pipeline.examples_per_epoch() == examples
+    resolved = config_utils.resolve_durations(config, pipeline.examples_per_epoch())
+    assert resolved.num_train_steps == 60 * examples  # the YAML's 60 epochs of batch 1
+    assert resolved.eval_every_steps == 10 * examples
+    assert resolved.checkpoint_every_steps == examples

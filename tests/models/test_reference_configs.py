@@ -78,15 +78,19 @@ def test_hyper_parameters_follow_the_reference_yaml():
     c = get("configs.nyud.mti_net")
     assert (c.optimizer.name, c.optimizer.learning_rate, c.optimizer.weight_decay) == (
         "adam", 1e-4, 1e-4)  # fmt: skip
-    assert (c.batch_size, c.num_train_steps, c.schedule.name) == (8, 100 * 99, "poly")
+    assert (c.batch_size, c.num_train_epochs, c.schedule.name) == (8, 100, "poly")
+    # 100 epochs of 795 // 8 batches (the reference's drop_last loader).
+    assert config_utils.resolve_durations(c, 795).num_train_steps == 100 * 99
     # pascal/hrnet18/semseg.yml: SGD 1e-2, momentum 0.9, 60 epochs of 4998 // 8.
     c = get("configs.pascal.semseg")
     assert (c.optimizer.name, c.optimizer.learning_rate, c.optimizer.momentum) == ("sgd", 1e-2, 0.9)
-    assert (c.batch_size, c.num_train_steps) == (8, 60 * 624)
+    assert (c.batch_size, c.num_train_epochs) == (8, 60)
+    assert config_utils.resolve_durations(c, 4998).num_train_steps == 60 * 624
     # pascal/resnet18/semseg.yml: dilated ResNet-18 + DeepLab, Adam 1e-4, batch 12.
     c = get("configs.pascal.semseg", "backbone=resnet18")
     assert (c.model.backbone, c.model.dilated, c.model.head) == ("resnet18", True, "deeplab")
-    assert (c.optimizer.name, c.batch_size, c.num_train_steps) == ("adam", 12, 60 * 416)
+    assert (c.optimizer.name, c.batch_size, c.num_train_epochs) == ("adam", 12, 60)
+    assert config_utils.resolve_durations(c, 4998).num_train_steps == 60 * 416
     # pascal/hrnet18/mti_net.yml: the loss weights and the five tasks in the reference's order.
     c = get("configs.pascal.mti_net")
     assert c.tasks == ("semseg", "human_parts", "sal", "normals", "edge") == c.aux_tasks

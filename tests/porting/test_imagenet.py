@@ -102,3 +102,26 @@ def test_load_pretrained_replaces_only_the_backbone(tmp_path):
             ),
             variables,
         )
+
+
+def test_imagenet_fills_every_task_network_of_a_cross_stitch_model(tmp_path, monkeypatch):
+    # model.pretrained="imagenet" reads <stem>.npz from the weights directory.
+    monkeypatch.setenv("MTNETS_WEIGHTS", str(tmp_path))
+    np.savez(tmp_path / "resnet18-f37072fd.npz", **checkpoint("resnet18"))
+    c = ml_collections.ConfigDict()
+    c.dataset = dict(name="nyud_mt")
+    c.tasks, c.aux_tasks = ("semseg", "depth"), ()
+    c.model = dict(name="cross_stitch", backbone="resnet18", head="deeplab", head_width=0,
+                   dilated=True, output_stride=8, alpha=0.9, beta=0.1,
+                   pretrained="imagenet")  # fmt: skip
+    variables = jax.eval_shape(
+        lambda: create_model(c).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    )
+    loaded = load_pretrained(c, variables)
+    expected = backbone_variables("resnet18", checkpoint("resnet18"))
+    for task in c.tasks:
+        for collection in ("params", "batch_stats"):
+            for a, b in zip(jax.tree.leaves(loaded[collection][f"backbone_{task}"]),
+                            jax.tree.leaves(expected[collection]), strict=True):  # fmt: skip
+                np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert loaded["params"]["cross_stitch_layer1"] is variables["params"]["cross_stitch_layer1"]
