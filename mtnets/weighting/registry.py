@@ -121,8 +121,14 @@ def load_all() -> dict[str, Callable]:
     """Imports every strategy module (so that each registers) and returns {name: builder}."""
     for info in pkgutil.iter_modules([_DIRECTORY]):
         importlib.import_module(f"{_PACKAGE}.{info.name}")
-    if _DEFAULTS != declared_defaults():
-        raise RuntimeError(f"Registered weightings {_DEFAULTS} != declared {declared_defaults()}.")
+    declared = declared_defaults()
+    for name, defaults in _DEFAULTS.items():
+        if declared.get(name) != defaults:
+            raise RuntimeError(
+                f"The weighting {name!r} is registered with defaults {defaults}, but the modules "
+                f"of {_DIRECTORY} declare {declared.get(name)}: a weighting must be registered "
+                "in its own module there, so that configs can read its defaults."
+            )
     return dict(_BUILDERS)
 
 
