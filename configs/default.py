@@ -14,6 +14,7 @@ dataset build included, takes a few minutes on a 2-core CPU. `model.mti_net.dist
 import ml_collections
 
 from mtnets.config_utils import apply_overrides
+from mtnets.weighting.registry import weighting_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -65,16 +66,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.loss.edge_pos_weight = 0.95  # MTL's edge_w
     config.loss.convention = "mtl"  # or "lorenmt" (NLL, masked L1, 1 - cosine)
 
-    # Fixed loss weights; the PASCAL-Context ones of the MTL configs (REFERENCE.md §6).
-    config.weighting = ml_collections.ConfigDict()
-    config.weighting.name = "fixed"
-    config.weighting.weights = ml_collections.ConfigDict(
+    # Loss weighting (docs/weighting.md): `name` is a strategy or several joined by "+"
+    # ("dwa+pcgrad"); `seed` (None: config.seed) feeds the random ones; each strategy has a
+    # sub-section with the defaults its module registers, e.g. `weighting.dwa.temperature`.
+    # Fixed weights: the PASCAL-Context ones of the MTL configs.
+    config.weighting = weighting_config("fixed")
+    config.weighting.fixed.weights = ml_collections.ConfigDict(
         dict(semseg=1.0, depth=1.0, normals=10.0, edge=50.0, sal=5.0, human_parts=2.0)
     )
-    config.weighting.temperature = 2.0  # dwa
-    config.weighting.update_every_steps = 0  # dwa: 0 = at the end of every epoch
-    config.weighting.alpha = 1.5  # gradnorm
-    config.weighting.shared_path = ml_collections.config_dict.placeholder(str)  # gradnorm, pcgrad
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = "adam"

@@ -15,7 +15,7 @@ import math
 import ml_collections
 
 from mtnets import tasks as tasks_lib
-from mtnets import weighting
+from mtnets.weighting import registry as weighting_registry
 
 
 def apply_overrides(config: ml_collections.ConfigDict, arg: str | None):
@@ -65,11 +65,7 @@ def validate(config) -> None:
         if steps == "schedule.step_size" and config.schedule.name != "step":
             continue
         _check_duration(config, steps, epochs)
-    if config.weighting.name not in weighting.STRATEGIES:
-        raise ValueError(
-            f"Unknown config.weighting.name {config.weighting.name!r}; choose one of "
-            f"{', '.join(weighting.STRATEGIES)}."
-        )
+    weighting_registry.check_config(config)  # names, sub-sections and fields
     if config.dtype not in ("float32", "bfloat16"):
         raise ValueError(f"config.dtype must be 'float32' or 'bfloat16', got {config.dtype!r}.")
     if config.model.get("single_task_checkpoints"):

@@ -303,7 +303,7 @@ def test_good_labels_pass_the_checks(pipeline):
 def test_resume_restores_the_dwa_loss_history_exactly(tmp_path, tfds_data_dir):
     """DWA's carried epoch means decide its weights: a restart must continue from the saved
     history (here updated every step, so the weights already move by step 3)."""
-    arg = "weighting.name=dwa,weighting.update_every_steps=1"
+    arg = "weighting.name=dwa,weighting.dwa.update_every_steps=1"
     straight = str(tmp_path / "straight")
     straight_state = loop.train_and_evaluate(tiny_config(tfds_data_dir, arg), straight)
     resumed = str(tmp_path / "resumed")

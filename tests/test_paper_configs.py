@@ -106,7 +106,7 @@ def mtl_reference(yaml, tasks, aux, hyper) -> dict:
         "model.head": head,
         "model.pretrained": "imagenet",  # backbone_kwargs: pretrained: True
         "weighting.name": "fixed",
-        "weighting.weights": {t: table[t] for t in trained} if len(tasks) > 1 else {tasks[0]: 1.0},
+        "weighting.fixed.weights": {t: table[t] for t in trained} if len(tasks) > 1 else {tasks[0]: 1.0},
         "schedule.name": "poly, set once per epoch",  # utils/common_config.py, main.py
         "schedule.power": 0.9,
         "num_train_epochs": hyper["epochs"],
@@ -136,7 +136,7 @@ def lorenmt_reference(model) -> dict:
         "model.pretrained": None,  # SegNet from scratch
         "loss.convention": "lorenmt",
         "weighting.name": "equal",  # --weight equal
-        "weighting.temperature": 2.0,  # --temp
+        "weighting.dwa.temperature": 2.0,  # --temp
         "optimizer.name": "adam",
         "optimizer.learning_rate": 1e-4,
         "optimizer.weight_decay": 0.0,

@@ -109,7 +109,7 @@ def mtl_config(
     config.weighting.name = "fixed"
     weights = weights or {tasks[0]: 1.0}
     used = {t: w for t, w in weights.items() if t in tasks or t in aux}
-    config.weighting.weights = ml_collections.ConfigDict(used)
+    config.weighting.fixed.weights = ml_collections.ConfigDict(used)
     config.loss.edge_pos_weight = 0.95
     config.optimizer.name = hyper["optimizer"]
     config.optimizer.learning_rate = hyper["lr"]

@@ -70,15 +70,14 @@ def lorenmt_config(model: str, arg: str | None, *, single_task: bool = False):
     config.model.pretrained = ml_collections.config_dict.placeholder(str)  # lorenmt: scratch
 
     config.loss.convention = "lorenmt"
-    config.weighting = ml_collections.ConfigDict()
     config.weighting.name = chosen.get("weighting", "equal")
     if config.weighting.name not in WEIGHTINGS:
         raise ValueError(
             f"weighting must be one of {', '.join(WEIGHTINGS)}, got {config.weighting.name!r}."
         )
-    config.weighting.temperature = 2.0  # DWA's T (`--temp`)
-    config.weighting.update_every_steps = 0  # DWA: once per epoch (the run's epoch length)
-    config.weighting.init = -0.5  # uncertainty: lorenmt's logsigma initial value
+    config.weighting.dwa.temperature = 2.0  # DWA's T (`--temp`)
+    config.weighting.dwa.update_every_steps = 0  # DWA: once per epoch (the run's epoch length)
+    config.weighting.uncertainty.init = -0.5  # lorenmt's logsigma initial value
 
     config.optimizer.name = "adam"
     config.optimizer.learning_rate = 1e-4

@@ -274,19 +274,18 @@ def _log_run_summary(experiment) -> None:
         f"{config.checkpoint_every_steps} steps",
         f"  schedule: {schedule}",
         f"  weights: {experiment.weight_source}",
-        f"  loss weights: {_loss_weights(config, experiment.tasks, per_epoch)}",
+        f"  loss weights: {_loss_weights(config, experiment.tasks)}",
     ]
     logging.info("\n".join(lines))
 
 
-def _loss_weights(config, tasks, steps_per_epoch: int) -> str:
-    cfg = config.weighting
-    if cfg.name == "fixed":
-        return "fixed " + ", ".join(f"{t} {cfg.weights[t]:g}" for t in tasks)
-    if cfg.name == "dwa":
-        period = cfg.update_every_steps or steps_per_epoch
-        return f"dwa (T={cfg.temperature:g}, updated every {period} steps)"
-    return f"{cfg.name} over {', '.join(tasks)}"
+def _loss_weights(config, tasks) -> str:
+    """The strategy (each member of a chain) with its settings, and the tasks it weighs."""
+    members = []
+    for name in config.weighting.name.split("+"):
+        settings = config.weighting[name].to_dict() if name in config.weighting else {}
+        members.append(f"{name} {settings}" if settings else name)
+    return f"{' + '.join(members)} over {', '.join(tasks)}"
 
 
 class _History:

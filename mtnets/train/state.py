@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mtnets import weighting as weighting_lib
+from mtnets.weighting import base as weighting_lib
 
 
 @flax.struct.dataclass

@@ -16,10 +16,10 @@ from clu import metrics as clu_metrics
 from mtnets import loss_schemes, sharding
 from mtnets import losses as losses_lib
 from mtnets import metrics as metrics_lib
-from mtnets import weighting as weighting_lib
 from mtnets.data import resize as resize_lib
 from mtnets.tasks import TaskSpec, task_specs
 from mtnets.train.state import TrainState
+from mtnets.weighting import base as weighting_lib
 
 
 def task_losses(
@@ -64,11 +64,14 @@ def train_step(
     `loss_tasks` (default: the tasks of `specs`) orders the losses the weighting sees.
     `losses_fn(predictions, batch) -> {task: scalar}` replaces `task_losses` over `specs` (e.g.
     `mtnets.loss_schemes.task_losses` over main + auxiliary tasks with intermediate
-    predictions); it must return every task of `loss_tasks`. The
-    weighting's trainable parameters, if any, are updated by the same optimizer `tx` (their own
-    optimizer state lives in `state.weighting["opt_state"]`). Strategies with a `surgery` hook
-    get the per-task gradients of the parameters under their `shared_path` (one backward pass
-    per task, a `vmap` over the VJP of the stacked losses).
+    predictions); it must return every task of `loss_tasks`.
+
+    The weighting (`mtnets.weighting.base`) decides the gradient: the VJP of the stacked losses
+    is pulled back with the task weights `d total / d losses`. Its trainable parameters, if any,
+    are updated by the same optimizer `tx`. A weighting with a `surgery` hook gets the per-task
+    gradients of the parameters under its `shared_path` (one backward pass per task, a `vmap`
+    over the VJP); one that `needs_new_losses` gets the losses of the same batch after the
+    step (one more forward pass, without gradients).
 
     Returns the new state and per-step scalars: `loss` (the differentiated total) and, per task,
     `loss/<task>` (unweighted) and `weight/<task>` (the weight applied in this step).
@@ -98,36 +101,33 @@ def train_step(
             per_task = losses_fn(predictions, batch)
         return jnp.stack([per_task[t] for t in tasks]), updates
 
-    weights = weighting.weights(wstate)
+    losses, vjp_fn, updates = jax.vjp(forward, state.params, has_aux=True)
+    # The weights are the gradient of the total with respect to the losses.
+    total_fn = jax.value_and_grad(weighting.total, argnums=(0, 2))
+    total, (trainable_grads, weights) = total_fn(trainable, wstate, losses)
     if weighting.surgery is None:
-
-        def loss_fn(params, trainable):
-            losses, updates = forward(params)
-            return weighting.total(trainable, wstate, losses), (losses, updates)
-
-        grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
-        (total, (losses, updates)), (grads, trainable_grads) = grad_fn(state.params, trainable)
+        (grads,) = vjp_fn(weights)
     else:
-        grads, trainable_grads, losses, updates = _surgery_gradients(
-            forward, state.params, weighting, wstate, key
+        grads, surgery_grads = _surgery_gradients(
+            vjp_fn, state.params, weighting, wstate, weights, losses, key
         )
-        total = jnp.sum(weights * losses)
+        trainable_grads = weighting_lib.override(trainable_grads, surgery_grads)
 
     param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, param_updates)
     losses = jax.lax.stop_gradient(losses)
-    if trainable:
-        w_updates, w_opt_state = tx.update(trainable_grads, wstate["opt_state"], trainable)
-        wstate = {
-            **wstate,
-            "params": optax.apply_updates(trainable, w_updates),
-            "opt_state": w_opt_state,
-        }
+    new_losses = None
+    if weighting.needs_new_losses:
+        # Same batch and dropout key, so the change is the step's; the batch-norm statistics
+        # of this pass are discarded (the step already updated them once).
+        new_losses = jax.lax.stop_gradient(forward(params)[0])
+    wstate = weighting_lib.apply_gradients(wstate, trainable_grads, tx)
     new_state = state.replace(
         step=state.step + 1,
-        params=optax.apply_updates(state.params, param_updates),
+        params=params,
         batch_stats=updates.get("batch_stats", state.batch_stats),
         opt_state=opt_state,
-        weighting=weighting.update(wstate, losses),
+        weighting=weighting.update(wstate, losses, new_losses),
     )
     scalars = {"loss": total}
     for i, task in enumerate(tasks):
@@ -136,28 +136,24 @@ def train_step(
     return new_state, scalars
 
 
-def _surgery_gradients(forward, params, weighting, wstate, key):
-    """Model gradients and weighting-parameter gradients of a strategy with a `surgery` hook.
+def _surgery_gradients(vjp_fn, params, weighting, wstate, weights, losses, key):
+    """Model gradients, and the surgery's trainable-parameter gradients (or None).
 
-    One forward pass; the VJP of the stacked losses `[T]` is pulled back once per task
-    (`vmap` over the rows of the identity), which gives the per-task gradients `[T, ...]` of
-    every parameter. The model gradient is `sum_t w_t g_t`, except under `shared_path` where
-    the hook may replace it (PCGrad).
+    The VJP of the stacked losses `[T]` is pulled back once per task (`vmap` over the rows of
+    the identity), which gives the per-task gradients `[T, ...]` of every parameter. The model
+    gradient is `sum_t w_t g_t`, except under `shared_path` where the hook may replace it
+    (PCGrad).
     """
-    losses, vjp_fn, updates = jax.vjp(forward, params, has_aux=True)
     num_tasks = losses.shape[0]
     (task_grads,) = jax.vmap(vjp_fn)(jnp.eye(num_tasks, dtype=losses.dtype))
-    weights = jax.lax.stop_gradient(weighting.weights(wstate))
     grads = jax.tree.map(lambda g: jnp.tensordot(weights, g, axes=1).astype(g.dtype), task_grads)
     path = weighting_lib.resolve_path(params, weighting.shared_path)
     shared_grad, trainable_grads = weighting.surgery(
-        wstate, losses, weighting_lib.get_path(task_grads, path), key
+        wstate, weights, losses, weighting_lib.get_path(task_grads, path), key
     )
     if shared_grad is not None:
         grads = weighting_lib.set_path(grads, path, shared_grad)
-    if trainable_grads is None:
-        trainable_grads = jax.tree.map(jnp.zeros_like, weighting_lib.trainable_params(wstate))
-    return grads, trainable_grads, losses, updates
+    return grads, trainable_grads
 
 
 def eval_step(state: TrainState, batch, *, model, specs):

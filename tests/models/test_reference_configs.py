@@ -60,7 +60,7 @@ def test_every_config_validates_and_builds_its_model(module):
 def test_nyud_mti_net_variants(arg, aux, expected):
     config = get("configs.nyud.mti_net", arg)
     assert config.tasks == ("semseg", "depth") and config.aux_tasks == aux
-    assert dict(config.weighting.weights) == {
+    assert dict(config.weighting.fixed.weights) == {
         t: w
         for t, w in {"semseg": 1.0, "depth": 1.0, "normals": 10.0, "edge": 50.0}.items()
         if t in aux
@@ -94,7 +94,7 @@ def test_hyper_parameters_follow_the_reference_yaml():
     # pascal/hrnet18/mti_net.yml: the loss weights and the five tasks in the reference's order.
     c = get("configs.pascal.mti_net")
     assert c.tasks == ("semseg", "human_parts", "sal", "normals", "edge") == c.aux_tasks
-    assert dict(c.weighting.weights) == dict(
+    assert dict(c.weighting.fixed.weights) == dict(
         semseg=1.0, human_parts=2.0, sal=5.0, normals=10.0, edge=50.0
     )
 

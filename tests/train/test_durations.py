@@ -89,7 +89,8 @@ def test_the_experiment_resolves_epochs_from_the_split_and_dwa_reads_the_same_ep
         loop._log_run_summary(experiment)
     summary = caplog.text
     assert f"training: {2 * per_epoch} steps = 2 epochs" in summary
-    assert f"dwa (T=2, updated every {per_epoch} steps)" in summary
+    # DWA's own settings (update_every_steps 0: at every epoch boundary, the epoch above).
+    assert "loss weights: dwa {'temperature': 2.0, 'update_every_steps': 0} over semseg" in summary
     assert "weights: from scratch" in summary and "schedule: poly, learning rate 0.002" in summary
 
 

@@ -45,7 +45,7 @@ def tiny(data_dir, **model):
 def unit_config(data_dir, name="cross_stitch", **paths):
     config = tiny(data_dir, name=name, output_stride=8, alpha=ALPHA, beta=BETA)
     config.tasks = TASKS
-    config.weighting.weights = {t: 1.0 for t in TASKS}
+    config.weighting.fixed.weights = {t: 1.0 for t in TASKS}
     config.model.single_task_checkpoints = single_task.checkpoints_field()
     for task, path in paths.items():
         config.model.single_task_checkpoints[task] = path
@@ -71,7 +71,7 @@ def runs(tmp_path_factory, tfds_data_dir):
     for n, task in enumerate(TASKS):
         config = tiny(tfds_data_dir, name="single_task_baseline")
         config.tasks = (task,)
-        config.weighting.weights = {task: 1.0}
+        config.weighting.fixed.weights = {task: 1.0}
         experiment = Experiment(config)
         workdir = str(tmp_path_factory.mktemp(f"single_{task}"))
         checkpointer = checkpointing.Checkpointer(workdir)

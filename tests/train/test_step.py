@@ -85,7 +85,7 @@ def test_sharded_step_matches_single_device():
         assert moved > 0
         assert np.abs(p8 - p1).max() <= 1e-3 * moved + 1e-7  # 1e-7: float32 at |p| ~ 1
     # The step really trained: parameters moved and the weighted loss is the weighted sum.
-    weights = config.weighting.weights
+    weights = config.weighting.fixed.weights
     first = losses_1[0]
     expected = sum(weights[t] * first[f"loss/{t}"] for t in config.tasks)
     np.testing.assert_allclose(first["loss"], expected, rtol=1e-6)
@@ -260,6 +260,6 @@ def test_config_steps_train_auxiliary_tasks_and_intermediate_predictions():
     assert set(expected) == {"semseg", "depth", "edge"}
     for task, value in expected.items():
         np.testing.assert_allclose(scalars[f"loss/{task}"], value, rtol=1e-5)
-    weights = config.weighting.weights
+    weights = config.weighting.fixed.weights
     total = sum(weights[t] * float(v) for t, v in expected.items())
     np.testing.assert_allclose(scalars["loss"], total, rtol=1e-5)
