@@ -72,10 +72,6 @@ def evaluate(
         raise ValueError("The evaluation split produced no batch.")
     results = metrics_lib.compute_all(merged)
     if edge_benchmark is not None and edge_benchmark.num_images:
-        logging.info(
-            "Edge benchmark (ODS/OIS/AP) over the edge maps of %d image(s).",
-            edge_benchmark.num_images,
-        )
         total = _sum_over_processes(edge_benchmark)
         results.update({f"edge/{k}": v for k, v in total.compute().items()})
     return results, samples

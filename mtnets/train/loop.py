@@ -386,6 +386,7 @@ def _flat_hparams(config) -> dict:
 def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict[str, float]:
     """Restores checkpoint `step` (default: the latest) of `workdir`, evaluates it, and writes
     `eval_<step>.json` and `predictions_<step>.png` there."""
+    logging.info("Evaluating the run in %s: building the data and the model.", workdir)
     experiment = Experiment(config)
     checkpointer = checkpointing.Checkpointer(workdir, read_only=True)
     if checkpointer.latest_step() is None:
