@@ -67,6 +67,7 @@ def evaluate(
                 _local_rows(batch["edge"]),
                 _local_rows(batch["mask"]),
             )
+        jax.block_until_ready(merged)  # so that the progress rate counts finished batches
         progress(done)
     if merged is None:
         raise ValueError("The evaluation split produced no batch.")
