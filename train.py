@@ -1,10 +1,13 @@
 """Trains a multi-task model: `python train.py --config configs/default.py --workdir DIR`.
 
 Config fields can be overridden as flags (`--config.batch_size=8`) or in the config argument
-(`--config=configs/default.py:batch_size=8`). Restarting with the same workdir resumes.
+(`--config=configs/default.py:batch_size=8`). Restarting with the same workdir resumes. Ctrl-C
+(or SIGTERM) saves the current step and stops; a second Ctrl-C stops at once. One trainer per
+workdir: a second one on a workdir in use is refused.
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -14,7 +17,7 @@ from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from mtnets import compilation_cache, distributed  # noqa: E402
-from mtnets.train import loop  # noqa: E402
+from mtnets.train import loop, workdir_lock  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
@@ -32,7 +35,14 @@ def main(argv):
     logging.info(
         "JAX process %d of %d, devices: %s", jax.process_index(), jax.process_count(), jax.devices()
     )
-    loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    try:
+        loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except workdir_lock.WorkdirLockedError as error:
+        logging.error("%s", error)
+        sys.exit(1)
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped without saving the current step
+        logging.warning("Interrupted; the checkpoints already in %s are kept.", FLAGS.workdir)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
-"""Pictures of labels and predictions, with NumPy and Pillow only.
+"""Pictures of labels and predictions.
 
-`colorize` turns one task's label map into RGB, `to_label` turns a raw head output into such a
-map, and `prediction_grid` lays out, per example, the input image followed by ground truth and
-prediction for each task. Nothing here touches JAX; pass `np.asarray(...)` of device arrays.
+`colorize` turns one task's label map into RGB and `to_label` turns a raw head output into such
+a map. `prediction_figure` lays them out with matplotlib as people read them: a title over
+every column, a legend of the class colours of segmentation tasks, a colour bar with the range
+of depth, and an error map per task; `figure_to_array` and `save_figure` render it (Agg, no
+display). `prediction_grid` is the bare pixel grid (NumPy and Pillow only). Nothing here
+touches JAX; pass `np.asarray(...)` of device arrays.
 """
 
 from __future__ import annotations
 
 import colorsys
+import io
 import os
 from collections.abc import Mapping, Sequence
 
@@ -258,3 +262,218 @@ def save_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
     if directory:
         os.makedirs(directory, exist_ok=True)
     Image.fromarray(np.asarray(array, dtype=np.uint8)).save(path, format="PNG")
+
+
+# ===========================================================================================
+# Figures people can read (matplotlib, drawn off-screen with Agg: no display is needed).
+CLASSIFICATION_TASKS = ("semseg", "human_parts")
+TILE_INCHES = 1.8  # height of one picture in a figure
+ERROR_TITLES = {
+    "depth": "abs. error (m)",
+    "normals": "angle error (deg)",
+    "semseg": "wrong pixels",
+    "human_parts": "wrong pixels",
+    "edge": "|probability - label|",
+    "sal": "|probability - label|",
+}
+
+
+def error_map(task: str, target: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """float `[H, W]` error of a prediction `label` (from `to_label`) against `target`; NaN where
+    the target is invalid. depth: |prediction - target| in metres; normals: the angle between
+    the unit vectors in degrees; semseg/human_parts: 1 on wrong pixels, 0 on right ones;
+    edge/sal: |probability - label|."""
+    target = np.asarray(target)
+    if task == "normals":
+        valid = np.any(target != 0, axis=-1)
+        unit = target / np.maximum(np.linalg.norm(target, axis=-1, keepdims=True), 1e-12)
+        cosine = np.clip(np.sum(unit * np.asarray(label, np.float64), axis=-1), -1.0, 1.0)
+        return np.where(valid, np.degrees(np.arccos(cosine)), np.nan)
+    target = _squeeze_channel(target)
+    if task in CLASSIFICATION_TASKS:
+        return np.where(target == IGNORE_LABEL, np.nan, (label != target).astype(np.float64))
+    if task == "depth":
+        return np.where(target > 0, np.abs(np.asarray(label, np.float64) - target), np.nan)
+    if task in ("edge", "sal"):
+        return np.abs(np.asarray(label, np.float64) - target)
+    raise ValueError(f"No error map for unknown task {task!r}.")
+
+
+def _error_summary(task: str, error: np.ndarray) -> str:
+    """One line under an error map: the mean error over the valid pixels."""
+    valid = error[np.isfinite(error)]
+    if valid.size == 0:
+        return "no valid pixel"
+    if task in CLASSIFICATION_TASKS:
+        return f"{100.0 * valid.mean():.1f}% wrong"
+    unit = {"depth": " m", "normals": " deg"}.get(task, "")
+    return f"mean {valid.mean():.3g}{unit}"
+
+
+def _columns(tasks: Sequence[str], with_truth: bool) -> list[tuple[str | None, str]]:
+    """(task, kind) of every column; the first is the input image."""
+    kinds = ("ground truth", "prediction", "error") if with_truth else ("prediction",)
+    return [(None, "input")] + [(task, kind) for task in tasks for kind in kinds]
+
+
+def _column_title(task: str | None, kind: str) -> str:
+    if task is None:
+        return "input"
+    return f"{task}\n{ERROR_TITLES[task] if kind == 'error' else kind}"
+
+
+def prediction_figure(
+    images: np.ndarray,
+    targets: Mapping[str, np.ndarray] | None,
+    predictions: Mapping[str, np.ndarray],
+    tasks: Sequence[str],
+    *,
+    class_names: Mapping[str, Sequence[str]] | None = None,
+    dpi: int = 100,
+    tile_inches: float = TILE_INCHES,
+):
+    """A matplotlib `Figure`: one row per example, a titled column per picture.
+
+    Args:
+      images: `[N, H, W, 3]`, uint8 or float in [0, 1].
+      targets: task -> labels `[N, H, W, ...]`; None for images without labels (predict.py).
+      predictions: task -> raw head outputs `[N, H, W, C]` at the size of the images.
+      tasks: the tasks to show, in order.
+      class_names: task -> the names of its class ids, for the legend (ids without a name are
+        shown as numbers).
+      dpi, tile_inches: the resolution, and the height of one picture in inches.
+
+    Each row holds the input, then per task the ground truth, the prediction and the error map
+    (`error_map`, with its mean under it), or only the prediction without targets. Depth maps
+    share one value range per row with a colour bar; under the last row, a legend names the
+    colours of the classes that appear in the pictures of each segmentation task.
+    """
+    from matplotlib.figure import Figure
+
+    images = np.asarray(images)
+    count, height, width = images.shape[:3]
+    columns = _columns(tasks, targets is not None)
+    legend_tasks = [t for t in tasks if t in CLASSIFICATION_TASKS]
+    labels = [{t: to_label(t, predictions[t][row]) for t in tasks} for row in range(count)]
+    truth = [
+        {t: np.asarray(targets[t][row]) for t in tasks} if targets is not None else {}
+        for row in range(count)
+    ]
+    seen = {t: _shown_ids(t, labels, truth) for t in legend_tasks}  # the legend names only these
+    rows = count + (1 if legend_tasks else 0)
+    # A legend line is about 0.15 inch high (font size 7), plus its title.
+    lines = max((-(-len(ids) // _legend_columns(len(ids))) for ids in seen.values()), default=0)
+    ratios = [1.0] * count + ([(0.35 + 0.15 * lines) / tile_inches] if legend_tasks else [])
+    tile_w = tile_inches * width / height
+    figure = Figure(
+        figsize=(len(columns) * tile_w * 1.2, sum(ratios) * tile_inches * 1.25),
+        dpi=dpi,
+        layout="constrained",
+    )
+    grid = figure.add_gridspec(rows, len(columns), height_ratios=ratios)
+    for row in range(count):
+        for col, (task, kind) in enumerate(columns):
+            ax = figure.add_subplot(grid[row, col])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(_column_title(task, kind), fontsize=8)
+            if task is None:
+                ax.imshow(_image_to_uint8(images[row]), interpolation="antialiased")
+            elif kind == "error":
+                error = error_map(task, truth[row][task], labels[row][task])
+                _draw_error(figure, ax, task, error)
+            else:
+                shown = truth[row][task] if kind == "ground truth" else labels[row][task]
+                _draw_label(figure, ax, task, kind, shown, truth[row].get(task), labels[row][task])
+    for task in legend_tasks:
+        span = [c for c, (t, _) in enumerate(columns) if t == task]
+        ax = figure.add_subplot(grid[count, span[0] : span[-1] + 1])
+        ax.axis("off")
+        _draw_legend(ax, task, seen[task], (class_names or {}).get(task))
+    return figure
+
+
+def _shown_ids(task: str, labels: list[dict], truth: list[dict]) -> list[int]:
+    """The class ids in the predictions and ground truths of `task`, sorted."""
+    maps = [row[task] for row in labels] + [_squeeze_channel(row[task]) for row in truth if row]
+    return sorted(set().union(*(np.unique(m).astype(int).tolist() for m in maps)))
+
+
+def _legend_columns(entries: int) -> int:
+    return max(1, min(3, (entries + 3) // 4))
+
+
+def _draw_label(figure, ax, task, kind, shown, target, label) -> None:
+    """A ground truth or a prediction; depth with a colour bar over the row's shared range."""
+    if task != "depth":
+        ax.imshow(colorize(task, shown), interpolation="nearest")
+        return
+    import matplotlib
+
+    if target is not None:
+        target = _squeeze_channel(target)
+        low, high = depth_range(target, np.where(target > 0, label, 0.0))
+        if not np.any(target > 0):
+            low, high = depth_range(label)
+    else:
+        low, high = depth_range(label)
+    shown = _squeeze_channel(np.asarray(shown, np.float64))
+    masked = np.ma.masked_where(~(np.isfinite(shown) & (shown > 0)), shown)
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="black")
+    image = ax.imshow(masked, cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
+    if kind == "prediction":
+        bar = figure.colorbar(image, ax=ax, shrink=0.9)
+        bar.set_label("depth (m)", fontsize=7)
+        bar.ax.tick_params(labelsize=7)
+
+
+def _draw_error(figure, ax, task, error) -> None:
+    """An error map: wrong pixels in red for classes, a colour bar from 0 otherwise."""
+    import matplotlib
+
+    masked = np.ma.masked_invalid(error)
+    if task in CLASSIFICATION_TASKS:
+        cmap = matplotlib.colors.ListedColormap(["#d9d9d9", "#d62728"]).with_extremes(bad="black")
+        ax.imshow(masked, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    else:
+        cmap = matplotlib.colormaps["magma"].with_extremes(bad="black")
+        top = {"edge": 1.0, "sal": 1.0}.get(task, float(np.nanmax(error)) if masked.count() else 1)
+        image = ax.imshow(masked, cmap=cmap, vmin=0, vmax=max(top, 1e-6), interpolation="nearest")
+        figure.colorbar(image, ax=ax, shrink=0.9).ax.tick_params(labelsize=7)
+    ax.set_xlabel(_error_summary(task, error), fontsize=7)
+
+
+def _draw_legend(ax, task: str, ids: Sequence[int], names: Sequence[str] | None) -> None:
+    """The colours of `ids` with their names (ignore in black)."""
+    from matplotlib.patches import Patch
+
+    handles = []
+    for i in ids:
+        if i == IGNORE_LABEL:
+            handles.append(Patch(facecolor="black", edgecolor="grey", label="ignore"))
+            continue
+        name = names[i] if names is not None and i < len(names) else f"class {i}"
+        handles.append(Patch(facecolor=PALETTE[i] / 255.0, edgecolor="grey", label=name))
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        title=f"{task} classes",
+        fontsize=7,
+        title_fontsize=8,
+        ncol=_legend_columns(len(handles)),
+        frameon=False,
+    )
+
+
+def figure_to_array(figure) -> np.ndarray:
+    """uint8 `[H, W, 3]`: the figure rendered to PNG on a white background, and read back (so
+    the PNG file and the TensorBoard image are the same picture)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=figure.dpi, bbox_inches="tight", facecolor="white")
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        return np.asarray(image.convert("RGB"))

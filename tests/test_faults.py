@@ -103,6 +103,86 @@ def test_kill_9_then_restart_ends_exactly_as_an_uninterrupted_run(
 
 
 # ------------------------------------------------------------------------------------------
+# 2b. Ctrl-C (SIGINT) on train.py: the first saves the current step and stops cleanly, a second
+#     stops at once without saving.
+INTERRUPTED_TRAIN_PY = textwrap.dedent(
+    """
+    import os, runpy, signal, sys
+    sys.path.insert(0, {root!r})
+    from mtnets.data.pipeline import InputPipeline
+
+    original = InputPipeline.train_batches
+
+    def interrupted(self, start_step=0):
+        for count, batch in enumerate(original(self, start_step)):
+            if count == {at_batch}:
+                for _ in range({presses}):
+                    os.kill(os.getpid(), signal.SIGINT)
+            yield batch
+
+    InputPipeline.train_batches = interrupted
+    sys.argv = [
+        "train.py",
+        "--config=configs/synthetic/tiny.py",
+        "--config.dataset.data_dir={data_dir}",
+        "--workdir={workdir}",
+    ]
+    runpy.run_path(os.path.join({root!r}, "train.py"), run_name="__main__")
+    """
+)
+
+
+def run_interrupted_train_py(data_dir, workdir, at_batch, presses):
+    script = INTERRUPTED_TRAIN_PY.format(
+        root=ROOT, data_dir=data_dir, workdir=workdir, at_batch=at_batch, presses=presses
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_ctrl_c_saves_the_current_step_and_a_restart_ends_as_an_uninterrupted_run(
+    tmp_path, tfds_data_dir, straight_run
+):
+    workdir = str(tmp_path / "run")
+    interrupted = run_interrupted_train_py(tfds_data_dir, workdir, at_batch=1, presses=1)
+    assert interrupted.returncode == 0, interrupted.stderr[-3000:]
+    assert "Ctrl-C (SIGINT) received: saving a checkpoint" in interrupted.stderr
+    assert steps(workdir) == [2]  # step 2 was in flight; no checkpoint was due there
+
+    state = loop.train_and_evaluate(tiny_config(tfds_data_dir), workdir)
+    straight_dir, straight_state = straight_run
+    assert_same_state(state, straight_state)
+    with (
+        open(os.path.join(workdir, "eval_6.json")) as a,
+        open(os.path.join(straight_dir, "eval_6.json")) as b,
+    ):
+        assert a.read() == b.read()
+
+
+def test_second_ctrl_c_stops_at_once_and_keeps_what_is_on_disk_readable(
+    tmp_path, tfds_data_dir, monkeypatch, caplog
+):
+    """In-process (the same handlers as train.py, without a second compilation): two Ctrl-C
+    during step 5 raise KeyboardInterrupt (train.py exits with 130) without saving step 5."""
+
+    def press_twice(batch):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        return batch
+
+    patch_batches(monkeypatch, 4, press_twice)  # the batch of step 5
+    workdir = str(tmp_path / "run")
+    with caplog.at_level(logging.WARNING), pytest.raises(KeyboardInterrupt):
+        loop.train_and_evaluate(tiny_config(tfds_data_dir), workdir)
+    assert any("Second Ctrl-C" in r.getMessage() for r in caplog.records)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert steps(workdir) == [3]  # step 5 was in flight: not saved
+    restored = checkpointing.restore_variables(workdir, 3)
+    assert jax.tree.leaves(restored["params"])  # checkpoint 3 reads back whole
+
+
+# ------------------------------------------------------------------------------------------
 # 3. A corrupted latest checkpoint.
 def corrupt_arrays(checkpoint_dir):
     """Overwrites the array data files of a checkpoint with garbage of the same size."""

@@ -130,3 +130,97 @@ def test_save_png_round_trip(tmp_path):
     path = tmp_path / "sub" / "grid.png"
     vis.save_png(path, array)
     np.testing.assert_array_equal(np.asarray(Image.open(path)), array)
+
+
+# ------------------------------------------------------------------------------------------
+# The matplotlib figure: titles, legends, colour bars, error maps.
+def _column_titles(figure) -> list[str]:
+    return [ax.get_title() for ax in figure.axes if ax.get_title()]
+
+
+def test_figure_titles_every_column_and_names_the_classes():
+    from mtnets.data.builders.class_names import class_names
+
+    rng = np.random.default_rng(4)
+    targets, predictions = _batch(rng)
+    tasks = ["semseg", "depth", "normals", "edge", "sal"]
+    figure = vis.prediction_figure(
+        np.zeros((N, H, W, 3)), targets, predictions, tasks,
+        class_names=class_names("synthetic_scenes"),
+    )  # fmt: skip
+    expected = ["input"] + [
+        f"{t}\n{kind}"
+        for t in tasks
+        for kind in ("ground truth", "prediction", vis.ERROR_TITLES[t])
+    ]
+    assert _column_titles(figure) == expected
+    legends = [ax.get_legend() for ax in figure.axes if ax.get_legend() is not None]
+    assert len(legends) == 1 and legends[0].get_title().get_text() == "semseg classes"
+    shown = {int(i) for i in np.unique(targets["semseg"])} | {
+        int(i) for i in np.unique(np.argmax(predictions["semseg"], axis=-1))
+    }
+    names = ("floor", "wall", "ceiling", "picture", "box", "sphere", "cylinder")
+    expected_labels = [names[i] if i != IGNORE_LABEL else "ignore" for i in sorted(shown)]
+    assert [t.get_text() for t in legends[0].get_texts()] == expected_labels
+    # Colour bars (their own axes) are labelled with the depth unit.
+    assert any(ax.get_ylabel() == "depth (m)" for ax in figure.axes)
+    picture = vis.figure_to_array(figure)
+    assert picture.dtype == np.uint8 and picture.ndim == 3 and picture.shape[-1] == 3
+
+
+def test_figure_without_targets_shows_predictions_only():
+    rng = np.random.default_rng(5)
+    _, predictions = _batch(rng)
+    figure = vis.prediction_figure(
+        np.zeros((1, H, W, 3), np.uint8), None, {t: v[:1] for t, v in predictions.items()},
+        ["depth", "semseg"], class_names={"semseg": ("a", "b")},
+    )  # fmt: skip
+    assert _column_titles(figure) == ["input", "depth\nprediction", "semseg\nprediction"]
+    (legend,) = [ax.get_legend() for ax in figure.axes if ax.get_legend() is not None]
+    labels = [t.get_text() for t in legend.get_texts()]
+    ids = sorted(np.unique(np.argmax(predictions["semseg"][0], axis=-1)))
+    assert labels == [("a", "b")[i] if i < 2 else f"class {i}" for i in ids]
+
+
+def test_error_maps():
+    depth_t = np.array([[2.0, 0.0], [1.0, 3.0]])
+    depth_p = np.array([[2.5, 7.0], [0.5, 3.0]])
+    np.testing.assert_allclose(
+        vis.error_map("depth", depth_t, depth_p), [[0.5, np.nan], [0.5, 0.0]]
+    )
+    normals_t = np.array([[[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]])
+    c = np.sqrt(0.5)
+    normals_p = np.array([[[c, 0.0, c], [1.0, 0.0, 0.0]]])
+    np.testing.assert_allclose(vis.error_map("normals", normals_t, normals_p), [[45.0, np.nan]])
+    seg_t = np.array([[1, 2, IGNORE_LABEL]])
+    np.testing.assert_array_equal(
+        vis.error_map("semseg", seg_t, np.array([[1, 0, 4]])), [[0.0, 1.0, np.nan]]
+    )
+    np.testing.assert_allclose(
+        vis.error_map("edge", np.array([[1, 0]]), np.array([[0.75, 0.1]])), [[0.25, 0.1]]
+    )
+
+
+def test_denormalize_follows_the_config():
+    """nyuv2 configs feed the stored images unnormalised: pictures must show them as they are,
+    not multiplied by the ImageNet std and shifted by its mean."""
+    from configs.nyuv2.segnet_mtan import get_config as nyuv2_config
+    from mtnets.train.evaluate import denormalize
+
+    images = np.array([[[[0.2, 0.5, 0.9]]]])
+    nyuv2 = nyuv2_config().dataset.image_normalization
+    np.testing.assert_allclose(denormalize(images, nyuv2), images)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(denormalize(images, "imagenet"), np.clip(images * std + mean, 0, 1))
+    with pytest.raises(ValueError, match="image_normalization 'zscore'"):
+        denormalize(images, "zscore")
+
+
+def test_class_names_cover_every_class():
+    from mtnets.data.builders.class_names import CLASS_NAMES
+    from mtnets.tasks import DATASET_CLASSES
+
+    assert CLASS_NAMES.keys() == DATASET_CLASSES.keys()
+    for dataset, tasks in DATASET_CLASSES.items():
+        for task, count in tasks.items():
+            assert len(CLASS_NAMES[dataset][task]) == count, (dataset, task)

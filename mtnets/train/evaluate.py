@@ -12,8 +12,10 @@ from absl import logging
 
 from mtnets import metrics as metrics_lib
 from mtnets import visualize
+from mtnets.data import augment
 from mtnets.metrics import delta_m as delta_m_lib
 from mtnets.metrics.edge_benchmark import EdgeBenchmark
+from mtnets.progress import Progress
 
 
 def evaluate(
@@ -23,6 +25,8 @@ def evaluate(
     *,
     num_images: int = 4,
     edge_benchmark: EdgeBenchmark | None = None,
+    num_batches: int | None = None,
+    progress_every_secs: float = 30.0,
 ):
     """Runs `eval_step` over `batches`; returns `({"<task>/<metric>": float}, samples)`.
 
@@ -34,9 +38,20 @@ def evaluate(
     benchmark, and `edge/odsF`, `edge/oisF`, `edge/AP`, `edge/ods_threshold` join the results
     (counts summed over processes). This is slow (see `mtnets.metrics.edge_benchmark`), so the
     train loop's periodic evaluation may leave it out.
+
+    Progress (batches done of `num_batches`, images/s, ETA) is logged every
+    `progress_every_secs` seconds by process 0.
     """
-    merged, samples = None, None
-    for batch in batches:
+    merged, samples, progress = None, None, None
+    for done, batch in enumerate(batches, start=1):
+        if progress is None:
+            progress = Progress(
+                "Evaluation",
+                num_batches,
+                items_per_unit=batch["image"].shape[0],
+                item="images",
+                every_secs=progress_every_secs,
+            ).start()
         task_metrics, predictions = eval_step(state, batch)
         merged = (
             task_metrics
@@ -52,6 +67,8 @@ def evaluate(
                 _local_rows(batch["edge"]),
                 _local_rows(batch["mask"]),
             )
+        jax.block_until_ready(merged)  # so that the progress rate counts finished batches
+        progress(done)
     if merged is None:
         raise ValueError("The evaluation split produced no batch.")
     results = metrics_lib.compute_all(merged)
@@ -129,11 +146,34 @@ def write_results(workdir: str, step: int, results: Mapping[str, float]) -> str:
     return path
 
 
-def prediction_picture(samples: Mapping, tasks, mean_rgb, std_rgb) -> np.ndarray:
-    """uint8 `[H', W', 3]`: per example, the input then ground truth next to prediction."""
-    images = np.clip(samples["image"] * np.asarray(std_rgb) + np.asarray(mean_rgb), 0, 1)
+def denormalize(images: np.ndarray, normalization: str) -> np.ndarray:
+    """Batch images as float in [0, 1] for pictures, undoing `config.dataset.image_normalization`
+    ("imagenet": x std + mean; "none": the images are shown as they are, clipped)."""
+    images = np.asarray(images, np.float64)
+    if normalization == "imagenet":
+        images = images * np.asarray(augment.STD_RGB) + np.asarray(augment.MEAN_RGB)
+    elif normalization != "none":
+        raise ValueError(
+            f"Unknown config.dataset.image_normalization {normalization!r}; "
+            "use 'imagenet' or 'none'."
+        )
+    return np.clip(images, 0.0, 1.0)
+
+
+def prediction_picture(
+    samples: Mapping,
+    tasks,
+    normalization: str = "imagenet",
+    class_names: Mapping[str, Sequence[str]] | None = None,
+) -> np.ndarray:
+    """uint8 `[H', W', 3]`: the titled figure of `visualize.prediction_figure` (per example the
+    input, then ground truth, prediction and error map of every task), rendered."""
+    images = denormalize(samples["image"], normalization)
     targets = {t: samples[t] for t in tasks}
-    return visualize.prediction_grid(images, targets, samples["predictions"], tasks)
+    figure = visualize.prediction_figure(
+        images, targets, samples["predictions"], tasks, class_names=class_names
+    )
+    return visualize.figure_to_array(figure)
 
 
 def _first_examples(tree, count: int):

@@ -7,6 +7,7 @@ a checkpoint, training continues from its step with the same data stream and key
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 
@@ -16,13 +17,13 @@ from absl import logging
 from clu import metric_writers, periodic_actions
 
 from mtnets import config_utils, sharding, weights
-from mtnets.data import augment
+from mtnets.data.builders.class_names import class_names
 from mtnets.data.pipeline import InputPipeline
 from mtnets.metrics.edge_benchmark import DEFAULT_MAX_DIST, MAX_DIST, EdgeBenchmark
 from mtnets.models import create_model, input_divisor
 from mtnets.porting.imagenet import load_pretrained
 from mtnets.tasks import task_specs
-from mtnets.train import checkpointing
+from mtnets.train import checkpointing, workdir_lock
 from mtnets.train.evaluate import evaluate, prediction_picture, with_delta_m, write_results
 from mtnets.train.optim import create_optimizer, create_schedule, milestones
 from mtnets.train.state import create_train_state
@@ -118,22 +119,44 @@ class Experiment:
         single-task results.
         """
         eval_config = self.config.get("eval", {})
+        split = self.config.dataset.eval_split
+        edge_benchmark = self._edge_benchmark(final)
+        logging.info(
+            "%s of step %d on %s (%d images)%s.",
+            "Final evaluation" if final else "Evaluation",
+            step,
+            split,
+            self.data.num_examples(split),
+            ", with the edge benchmark" if edge_benchmark is not None else "",
+        )
         results, samples = evaluate(
             self.eval_step,
             state,
             self.data.eval_batches(),
             num_images=self.config.num_eval_images,
-            edge_benchmark=self._edge_benchmark(final),
+            edge_benchmark=edge_benchmark,
+            num_batches=self._num_eval_batches(),
         )
         results = with_delta_m(results, eval_config.get("delta_m_references"), self.config.tasks)
         write_results(workdir, step, results)
-        picture = prediction_picture(samples, self.config.tasks, augment.MEAN_RGB, augment.STD_RGB)
+        picture = prediction_picture(
+            samples,
+            self.config.tasks,
+            self.config.dataset.get("image_normalization", "imagenet"),
+            class_names(self.config.dataset.name),
+        )
         if jax.process_index() == 0:
             save_png(os.path.join(workdir, f"predictions_{step}.png"), picture)
         if writer is not None:
             writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
             writer.write_images(step, {"eval/predictions": picture[None]})
         return results
+
+    def _num_eval_batches(self) -> int:
+        """Batches of one evaluation pass (each process reads its share of the split)."""
+        examples = self.data.num_examples(self.config.dataset.eval_split)
+        per_process = math.ceil(examples / jax.process_count())
+        return math.ceil(per_process / self.data.local_batch_size)
 
     def _edge_benchmark(self, final: bool) -> EdgeBenchmark | None:
         mode = self.config.get("eval", {}).get("edge_benchmark", "final")
@@ -171,23 +194,44 @@ def quiet_library_logs() -> None:
 
 
 class _Preemption:
-    """Turns SIGTERM into a flag the loop checks, so it can save before it exits."""
+    """Turns SIGTERM and a first Ctrl-C (SIGINT) into a flag the loop checks, so that it saves
+    the current step before it exits. A second Ctrl-C raises KeyboardInterrupt at once: nothing
+    more is saved, and what is on disk stays readable (orbax moves a checkpoint into place only
+    once it is complete)."""
+
+    SIGNALS = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C (SIGINT)"}
 
     def __init__(self):
-        self.requested = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        self.requested: str | None = None  # the name of the signal that asked to stop
+        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
 
     def _handle(self, signum, frame):
-        logging.warning("SIGTERM received: saving a checkpoint and stopping.")
-        self.requested = True
+        if signum == signal.SIGINT and self.requested:
+            logging.warning("Second Ctrl-C: stopping at once, without saving.")
+            raise KeyboardInterrupt
+        self.requested = self.SIGNALS[signum]
+        logging.warning(
+            "%s received: saving a checkpoint of the current step and stopping%s.",
+            self.requested,
+            " (Ctrl-C again stops at once, without saving)" if signum == signal.SIGINT else "",
+        )
 
     def restore(self):
-        signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def train_and_evaluate(config, workdir: str):
     """Trains `config` in `workdir` (resuming from its latest readable checkpoint) and
-    evaluates. Returns the final train state."""
+    evaluates. Returns the final train state.
+
+    The workdir is locked first (`mtnets.train.workdir_lock`): a second trainer on it is
+    refused with an error naming the holder."""
+    with workdir_lock.hold(workdir, jax.process_index()):
+        return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config, workdir: str):
     # ----------------------------------------------------------------------------------------
     # Set-up: everything is checked and shaped before anything heavy is compiled.
     experiment = Experiment(config)
@@ -243,7 +287,12 @@ def train_and_evaluate(config, workdir: str):
                 history.check_finite()  # never save a state that a bad loss has reached
                 checkpointer.save(step, state, force=True)
             if preemption.requested:
-                logging.warning("Stopped at step %d after SIGTERM; the checkpoint is saved.", step)
+                logging.warning(
+                    "Stopped at step %d after %s; its checkpoint is saved in %s.",
+                    step,
+                    preemption.requested,
+                    checkpointer.directory,
+                )
                 break
     finally:
         preemption.restore()
@@ -251,6 +300,13 @@ def train_and_evaluate(config, workdir: str):
         checkpointer.close()
         writer.flush()
         per_step_writer.flush()
+    if not preemption.requested and total > initial_step:
+        logging.info(
+            "Done: step %d; results in %s, pictures in %s.",
+            total,
+            os.path.join(workdir, f"eval_{total}.json"),
+            os.path.join(workdir, f"predictions_{total}.png"),
+        )
     return state
 
 
@@ -371,6 +427,7 @@ def _flat_hparams(config) -> dict:
 def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict[str, float]:
     """Restores checkpoint `step` (default: the latest) of `workdir`, evaluates it, and writes
     `eval_<step>.json` and `predictions_<step>.png` there."""
+    logging.info("Evaluating the run in %s: building the data and the model.", workdir)
     experiment = Experiment(config, initial_weights=False)
     checkpointer = checkpointing.Checkpointer(workdir, read_only=True)
     if checkpointer.latest_step() is None:
@@ -378,6 +435,11 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict[s
             f"No checkpoint in {checkpointer.directory}; train first with "
             f"`python train.py --config ... --workdir {workdir}`."
         )
+    logging.info(
+        "Restoring the checkpoint of step %s from %s.",
+        checkpointer.latest_step() if step is None else step,
+        checkpointer.directory,
+    )
     state = checkpointer.restore(experiment.abstract_state, step)
     step = int(state.step)
     results = experiment.evaluate(state, workdir, step)

@@ -203,6 +203,9 @@ class ManualArchiveMixin:
         return source
 
     def download_and_prepare(self, *args, **kwargs):
+        from mtnets import progress
+
+        progress.quiet_progress_bars_unless_terminal()
         try:
             return super().download_and_prepare(*args, **kwargs)
         finally:

@@ -31,6 +31,7 @@ from typing import ClassVar
 import numpy as np
 import tensorflow_datasets as tfds
 
+from mtnets import progress
 from mtnets.data.builders import _manual
 
 NUM_CLASSES = 40
@@ -91,6 +92,7 @@ class NyudMt(_manual.ManualArchiveMixin, tfds.core.GeneratorBasedBuilder):
         for split, name in SPLIT_FILES.items():
             ids = source.read_lines(f"gt_sets/{name}.txt")
             source.require([p for i in ids for p in _files(i)])
+            ids = progress.logged(ids, f"Building nyud_mt {split}", len(ids))
             splits[split] = self._generate_examples(source, ids)
         return splits
 

@@ -27,6 +27,7 @@ from typing import ClassVar
 import numpy as np
 import tensorflow_datasets as tfds
 
+from mtnets import progress
 from mtnets.data.builders import _manual
 
 NUM_CLASSES = 13
@@ -92,7 +93,7 @@ class Nyuv2Mtan(_manual.ManualArchiveMixin, tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, source, name: str, count: int) -> Iterator[tuple[str, dict]]:
         h, w = self.builder_config.height, self.builder_config.width
-        for idx in range(count):
+        for idx in progress.logged(range(count), f"Building nyuv2_mtan {name}", count):
             paths = {field: source.path(name, field, f"{idx}.npy") for field in FIELDS}
             arrays = {field: _manual.read_npy(path) for field, path in paths.items()}
             expected = {"image": (h, w, 3), "label": (h, w), "depth": (h, w, 1)}

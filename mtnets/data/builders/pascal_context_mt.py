@@ -37,6 +37,7 @@ from typing import ClassVar
 import numpy as np
 import tensorflow_datasets as tfds
 
+from mtnets import progress
 from mtnets.data.builders import _manual
 
 IGNORE_LABEL = 255
@@ -280,6 +281,7 @@ class PascalContextMt(_manual.ManualArchiveMixin, tfds.core.GeneratorBasedBuilde
             missing = [i for i in ids if _semseg_file(source, i) is None]
             if missing:
                 source.require([f"semseg/VOC12/{i}.png" for i in missing])
+            ids = progress.logged(ids, f"Building pascal_context_mt {split}", len(ids))
             splits[split] = self._generate_examples(source, ids)
         return splits
 

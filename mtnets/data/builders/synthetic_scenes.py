@@ -31,6 +31,7 @@ from typing import ClassVar
 import numpy as np
 import tensorflow_datasets as tfds
 
+from mtnets import progress
 from mtnets.data.builders.scene_renderer import (
     CLASS_NAMES,
     IGNORE_LABEL,
@@ -120,13 +121,19 @@ class SyntheticScenes(tfds.core.GeneratorBasedBuilder):
             homepage=None,
         )
 
+    def download_and_prepare(self, *args, **kwargs):
+        progress.quiet_progress_bars_unless_terminal()
+        return super().download_and_prepare(*args, **kwargs)
+
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         del dl_manager  # everything is rendered locally
         return {split: self._generate_examples(split) for split in SPLITS}
 
     def _generate_examples(self, split: str) -> Iterator[tuple[str, dict[str, object]]]:
         config = self.builder_config
-        for index in range(config.num_examples(split)):
+        count = config.num_examples(split)
+        what = f"Building synthetic_scenes/{config.name} {split}"
+        for index in progress.logged(range(count), what, count):
             arrays = render_example(config.seed, split, index, config.height, config.width)
             example: dict[str, object] = {"id": example_id(split, index), **arrays}
             for key in _MASK_KEYS:
