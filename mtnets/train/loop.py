@@ -227,6 +227,10 @@ def train_and_evaluate(config, workdir: str):
 
     The workdir is locked first (`mtnets.train.workdir_lock`): a second trainer on it is
     refused with an error naming the holder."""
+    # The checks that need nothing built (names, fields, weight files) come before the lock,
+    # so a bad config leaves no trace in the workdir.
+    config_utils.validate(config)
+    weights.weight_source(config)
     with workdir_lock.hold(workdir, jax.process_index()):
         return _train_and_evaluate(config, workdir)
 
