@@ -36,6 +36,8 @@ def evaluate(
     train loop's periodic evaluation may leave it out.
     """
     merged, samples = None, None
+    if edge_benchmark is not None and jax.process_index() != 0:
+        edge_benchmark.progress = False  # one progress log, process 0's
     for batch in batches:
         task_metrics, predictions = eval_step(state, batch)
         merged = (
@@ -52,6 +54,8 @@ def evaluate(
                 _local_rows(batch["edge"]),
                 _local_rows(batch["mask"]),
             )
+    if edge_benchmark is not None:
+        edge_benchmark.finish()  # waits for the images its worker processes are scoring
     if merged is None:
         raise ValueError("The evaluation split produced no batch.")
     results = metrics_lib.compute_all(merged)
