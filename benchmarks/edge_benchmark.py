@@ -9,7 +9,8 @@ pre-optimisation code (tests/metrics/edge_reference_impl.py, "old") and by
 `mtnets.metrics.edge_benchmark` ("new"), image by image, alternating which goes first. Each
 call is timed in CPU seconds of this process (one core), and the counts must be identical.
 Then a set of `--set-images` maps is scored by `EdgeBenchmark` with `--workers` processes
-(default: every CPU) and timed by the wall clock, from the first `add_image` to `compute`.
+(default: every CPU) and timed by the wall clock, from the first `add_image` to `compute`,
+with the CPU time of this process and its workers (CPU / wall = the cores kept busy).
 With `--breakdown`, one more pass splits each implementation's time into thinning and
 matching. Prints (and with `--json` writes) the figures.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -82,11 +84,7 @@ def breakdown(size, count, max_dist) -> dict:
         seconds, thinned = _cpu(new.thin_planes, distinct)
         out["new_thin"] += seconds
 
-        def match(thinned=thinned, gt=gt):
-            near = new._neighbour_matrix(gt, radius)
-            return [new._matching_size(near, np.flatnonzero(t)) for t in thinned]
-
-        out["new_match"] += _cpu(match)[0]
+        out["new_match"] += _cpu(new.match_counts, thinned, gt, radius)[0]
     return {k: v / count for k, v in out.items()}
 
 
@@ -94,17 +92,31 @@ def whole_set(size, count, max_dist, workers) -> dict:
     """Wall seconds for `EdgeBenchmark` with `workers` processes over `count` images."""
     images = _inputs(size, count, first_seed=1000)
     benchmark = new.EdgeBenchmark(max_dist=max_dist, workers=workers, progress=False)
+    before = _cpu_seconds()
     start = time.perf_counter()
     for prob, gt in images:
         benchmark.add_image(prob, gt)
     benchmark.compute()
     wall = time.perf_counter() - start
+    cpu = _cpu_seconds() - before
     return {
         "images": count,
         "workers": benchmark._num_workers(),
         "wall_s": wall,
         "images_per_s": count / wall,
+        # This process and its (finished) workers: cpu / wall is the number of busy cores.
+        "cpu_s": cpu,
+        "cores_busy": cpu / wall,
     }
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have exited."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main(argv=None) -> dict:
@@ -129,7 +141,7 @@ def main(argv=None) -> dict:
             f"{text}: old {p['old_s_per_image']:.3f} s/image, new {p['new_s_per_image']:.3f} "
             f"s/image (CPU, one core): {p['speedup_per_core']:.1f}x, identical counts; "
             f"{w['images']} images with {w['workers']} workers: {w['wall_s']:.2f} s wall, "
-            f"{w['images_per_s']:.1f} images/s",
+            f"{w['images_per_s']:.1f} images/s, {w['cores_busy']:.2f} cores busy",
             flush=True,
         )
         if args.breakdown:

@@ -198,27 +198,50 @@ def _neighbour_matrix(gt: np.ndarray, radius: float) -> sparse.csr_matrix:
     return sparse.csr_matrix((data, (rows, cols)), shape=(height * width, gy.size))
 
 
-def _matching_size(near: sparse.csr_matrix, pixels: np.ndarray) -> int:
-    """The size of a maximum matching between the predicted `pixels` (flat indices) and the GT
-    pixels, with the pairs of `near` (`_neighbour_matrix`).
+def match_counts(thinned: np.ndarray, gt: np.ndarray, radius: float) -> np.ndarray:
+    """int64 `[N]`: per plane of the bool `[N, H, W]` `thinned`, the size of a maximum one-to-one
+    matching between its True pixels and those of `gt` `[H, W]`, where a pair may match if
+    their Euclidean distance is <= `radius` pixels.
 
-    Hopcroft-Karp (`scipy.sparse.csgraph.maximum_bipartite_matching`) with the GT pixels as
-    rows, which ran several times faster than the other orientation on boundary maps.
+    Hopcroft-Karp (`scipy.sparse.csgraph.maximum_bipartite_matching`), one call per plane with
+    the GT pixels as rows, which ran several times faster than the other orientation, and far
+    faster than one call on all planes (each phase would scan every plane). The graphs of all
+    planes come from one selection of the rows of `_neighbour_matrix` and one conversion.
     """
-    if pixels.size == 0 or near.shape[1] == 0:
-        return 0
-    graph = near[pixels]
-    if graph.nnz == 0:
-        return 0
-    match = csgraph.maximum_bipartite_matching(graph.T.tocsr(), perm_type="column")
-    return int(np.count_nonzero(match >= 0))
+    gt = np.asarray(gt, dtype=bool)
+    thinned = np.asarray(thinned, dtype=bool)
+    count, n_gt = len(thinned), int(gt.sum())
+    matched = np.zeros(count, np.int64)
+    pixels = np.flatnonzero(thinned)
+    if n_gt == 0 or pixels.size == 0:
+        return matched
+    plane, pixels = np.divmod(pixels, gt.size)
+    first = np.searchsorted(plane, np.arange(count + 1))  # the rows of each plane
+    pairs = _neighbour_matrix(gt, radius)[pixels]
+    # Columns (plane, GT pixel). In CSC form the transpose is in CSR form, and each plane's
+    # GT-by-prediction graph is a contiguous block of its rows.
+    columns = pairs.indices + np.repeat(plane, np.diff(pairs.indptr)) * n_gt
+    by_gt = sparse.csr_matrix(
+        (pairs.data, columns, pairs.indptr), shape=(pixels.size, count * n_gt)
+    ).tocsc()
+    for i in range(count):
+        indptr = by_gt.indptr[i * n_gt : (i + 1) * n_gt + 1]
+        start, stop = indptr[0], indptr[-1]
+        if start == stop:
+            continue
+        graph = sparse.csr_matrix(
+            (by_gt.data[start:stop], by_gt.indices[start:stop] - first[i], indptr - start),
+            shape=(n_gt, first[i + 1] - first[i]),
+        )
+        match = csgraph.maximum_bipartite_matching(graph, perm_type="column")
+        matched[i] = np.count_nonzero(match >= 0)
+    return matched
 
 
 def match_count(pred: np.ndarray, gt: np.ndarray, radius: float) -> int:
     """The size of a maximum one-to-one matching between the True pixels of `pred` and `gt`
     (bool `[H, W]`) where a pair may match if their Euclidean distance is <= `radius` pixels."""
-    gt = np.asarray(gt, dtype=bool)
-    return _matching_size(_neighbour_matrix(gt, radius), np.flatnonzero(pred))
+    return int(match_counts(np.asarray(pred, dtype=bool)[None], gt, radius)[0])
 
 
 def image_counts(
@@ -247,8 +270,7 @@ def image_counts(
     new = np.ones(len(thresholds), bool)
     new[1:] = (binary[1:] != binary[:-1]).any(axis=(1, 2))
     thinned = thin_planes(binary[new])
-    near = _neighbour_matrix(gt, max_dist * float(np.hypot(*gt.shape)))
-    matched = np.array([_matching_size(near, np.flatnonzero(t)) for t in thinned], np.int64)
+    matched = match_counts(thinned, gt, max_dist * float(np.hypot(*gt.shape)))
     counts = np.stack(
         [matched, np.full_like(matched, gt.sum()), matched, thinned.sum(axis=(1, 2))], axis=1
     )
