@@ -119,8 +119,8 @@ def thin_planes(binary: np.ndarray) -> np.ndarray:
 def _thin_chunk(binary: np.ndarray) -> np.ndarray:
     """`thin_planes` on one chunk, all planes in lockstep.
 
-    The state is the image and the 8-bit neighbourhood code of every pixel, updated where a
-    pixel is deleted, so a subiteration only looks up the codes of its candidates. A pixel's
+    The state is the image and the 8-bit neighbourhood code of each foreground pixel, updated
+    where a pixel is deleted, so a subiteration only looks up its candidates' codes. A pixel's
     verdict under a table can only change when its code changes, so each subiteration examines
     only the pixels whose neighbourhood changed since that table last saw them (at the start:
     the pixels with a background neighbour; interior pixels can never be deleted). This
@@ -131,36 +131,54 @@ def _thin_chunk(binary: np.ndarray) -> np.ndarray:
     _, height, width = padded.shape
     flat = padded.reshape(-1)
     offsets = np.array([dy * width + dx for dy, dx in _SHIFTS])
-    as_bytes = padded.view(np.uint8)
-    code = np.zeros(padded.shape, np.uint8)
-    inner = code[:, 1:-1, 1:-1]
-    for k, (dy, dx) in enumerate(_SHIFTS):
-        inner |= as_bytes[:, 1 + dy : height - 1 + dy, 1 + dx : width - 1 + dx] << k
-    code = code.reshape(-1)
     foreground = np.flatnonzero(flat)
-    border = foreground[code[foreground] != 0xFF]
+    code = _neighbourhood_codes(padded, foreground, offsets)
+    border = foreground[code.take(foreground) != 0xFF]
     pending = [border, border]  # the pixels to examine under each table
     scratch = np.empty(flat.size, np.int32 if flat.size < 2**31 else np.intp)
     idle = 0  # subiterations in a row that deleted nothing
     side = 0
     while idle < 2:
         candidates = pending[side]
-        deleted = candidates[(_THIN_FIRST, _THIN_SECOND)[side][code[candidates]]]
+        # np.take: for 1-D gathers it is several times faster than fancy indexing.
+        deleted = candidates[(_THIN_FIRST, _THIN_SECOND)[side].take(code.take(candidates))]
         if deleted.size == 0:
             idle += 1
             pending[side] = candidates[:0]
         else:
             idle = 0
             flat[deleted] = False
-            for k in range(8):  # the positions deleted + offsets[k] are distinct for each k
-                code[deleted + offsets[k]] &= _CLEAR_BIT[k]
-            changed = (deleted[:, None] + offsets).reshape(-1)
-            changed = _distinct(changed[flat[changed]], scratch)
+            neighbours = offsets[:, None] + deleted
+            for k in range(8):  # the positions in one row are distinct
+                code[neighbours[k]] = code.take(neighbours[k]) & _CLEAR_BIT[k]
+            changed = neighbours.reshape(-1)
+            changed = _distinct(changed[flat.take(changed)], scratch)
             pending[side] = changed
             other = pending[1 - side]
-            pending[1 - side] = _distinct(np.concatenate([other[flat[other]], changed]), scratch)
+            other = np.concatenate([other[flat.take(other)], changed])
+            pending[1 - side] = _distinct(other, scratch)
         side = 1 - side
     return padded[:, 1:-1, 1:-1]
+
+
+def _neighbourhood_codes(padded: np.ndarray, foreground: np.ndarray, offsets) -> np.ndarray:
+    """uint8 flat codes (bit k: neighbour x_{k+1} is foreground) of the foreground pixels of a
+    padded bool `[N, H, W]` stack; other pixels' codes are left unspecified (never read)."""
+    if foreground.size * 4 < padded.size:  # sparse (most thresholds): gather around each pixel
+        flat = padded.reshape(-1).view(np.uint8)
+        codes = np.zeros(foreground.size, np.uint8)
+        for k in range(8):
+            codes |= flat.take(foreground + offsets[k]) << k
+        code = np.zeros(padded.size, np.uint8)
+        code[foreground] = codes
+        return code
+    _, height, width = padded.shape  # dense: shifted copies of the whole stack
+    as_bytes = padded.view(np.uint8)
+    code = np.zeros(padded.shape, np.uint8)
+    inner = code[:, 1:-1, 1:-1]
+    for k, (dy, dx) in enumerate(_SHIFTS):
+        inner |= as_bytes[:, 1 + dy : height - 1 + dy, 1 + dx : width - 1 + dx] << k
+    return code.reshape(-1)
 
 
 def _distinct(index: np.ndarray, scratch: np.ndarray) -> np.ndarray:
@@ -170,7 +188,7 @@ def _distinct(index: np.ndarray, scratch: np.ndarray) -> np.ndarray:
         return index
     positions = np.arange(index.size, dtype=scratch.dtype)
     scratch[index] = positions  # of repeated values, the last position wins
-    return index[scratch[index] == positions]
+    return index[scratch.take(index) == positions]
 
 
 def _offsets(radius: float) -> np.ndarray:
