@@ -181,7 +181,8 @@ def test_ods_ois_ap_equal_the_frozen_implementation_in_worker_processes(caplog, 
         np.testing.assert_array_equal(benchmark.best, expected.best)
         assert benchmark.num_images == expected.num_images
         assert benchmark.compute() == expected.compute()
-    assert f"{len(images)} of {len(images)} images scored" in caplog.text and "ETA" in caplog.text
+    assert "images scored (2 workers)" in caplog.text and "ETA" in caplog.text
+    assert f"Edge benchmark: {len(images)} images scored in" in caplog.text
     assert parallel.merge(serial).num_images == 2 * len(images)
 
 
