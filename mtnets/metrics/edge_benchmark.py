@@ -230,6 +230,8 @@ def match_counts(thinned: np.ndarray, gt: np.ndarray, radius: float) -> np.ndarr
     """
     gt = np.asarray(gt, dtype=bool)
     thinned = np.asarray(thinned, dtype=bool)
+    if thinned.ndim != 3 or thinned.shape[1:] != gt.shape:
+        raise ValueError(f"thinned has shape {thinned.shape}; expected [N, *{gt.shape}]")
     count, n_gt = len(thinned), int(gt.sum())
     matched = np.zeros(count, np.int64)
     pixels = np.flatnonzero(thinned)
@@ -284,6 +286,8 @@ def image_counts(
             f"edge benchmark: prob has shape {prob.shape} and gt {gt.shape}; expected two "
             "[H, W] maps of the same size"
         )
+    if not max_dist >= 0:
+        raise ValueError(f"edge benchmark: max_dist={max_dist}; expected a fraction >= 0")
     thresholds = np.asarray(thresholds, np.float64)
     binary = prob[None] >= thresholds[:, None, None]
     # A threshold whose map equals the previous threshold's has the same counts.
