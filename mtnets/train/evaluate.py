@@ -43,6 +43,8 @@ def evaluate(
     `progress_every_secs` seconds by process 0.
     """
     merged, samples, progress = None, None, None
+    if edge_benchmark is not None and jax.process_index() != 0:
+        edge_benchmark.progress = False  # one progress log, process 0's
     for done, batch in enumerate(batches, start=1):
         if progress is None:
             progress = Progress(
@@ -69,6 +71,8 @@ def evaluate(
             )
         jax.block_until_ready(merged)  # so that the progress rate counts finished batches
         progress(done)
+    if edge_benchmark is not None:
+        edge_benchmark.finish()  # waits for the images its worker processes are scoring
     if merged is None:
         raise ValueError("The evaluation split produced no batch.")
     results = metrics_lib.compute_all(merged)

@@ -1,9 +1,15 @@
-"""The native BSDS boundary benchmark on small drawn boundaries with known matches."""
+"""The native BSDS boundary benchmark: small drawn boundaries with known matches, and the fast
+implementation against the frozen pre-optimisation one (edge_reference_impl.py) on synthetic
+soft edge maps (edge_inputs.py)."""
+
+import logging
 
 import numpy as np
 import pytest
 
 from mtnets.metrics import edge_benchmark as eb
+from tests.metrics import edge_inputs
+from tests.metrics import edge_reference_impl as reference
 
 SIZE = 200  # diagonal 282.8 px: the PASCAL tolerance 0.0075 is 2.12 px
 
@@ -45,7 +51,7 @@ def test_shifted_boundary_inside_and_outside_the_tolerance(shift, matched):
     expected = (n if matched else 0, n, n if matched else 0, n)
     np.testing.assert_array_equal(at(0.5), expected)
     np.testing.assert_array_equal(at(0.85), (0, n, 0, 0))  # above the prediction: empty
-    benchmark = eb.EdgeBenchmark(max_dist=0.0075)
+    benchmark = eb.EdgeBenchmark(max_dist=0.0075, workers=1)
     benchmark.add_image(prob, gt)
     result = benchmark.compute()
     assert result["odsF"] == pytest.approx(1.0 if matched else 0.0)
@@ -59,7 +65,7 @@ def test_ods_ois_ap_on_two_images():
     gt_b = _line(50)
     prob_b = _line(50).astype(np.float32) * 0.95
     prob_b[_line(150, rows=(20, 100))] = 0.55
-    benchmark = eb.EdgeBenchmark(max_dist=0.0075)
+    benchmark = eb.EdgeBenchmark(max_dist=0.0075, workers=1)
     benchmark.add_batch(np.stack([prob_a, prob_b]), np.stack([gt_a, gt_b]), np.array([1, 1]))
     # A padded example is skipped.
     benchmark.add_batch(prob_b[None], gt_a[None], np.array([0]))
@@ -90,7 +96,7 @@ def test_ods_ois_ap_on_two_images():
 
 
 def test_merge_adds_counts():
-    a, b = eb.EdgeBenchmark(), eb.EdgeBenchmark()
+    a, b = eb.EdgeBenchmark(workers=1), eb.EdgeBenchmark(workers=1)
     a.add_image(_line(100).astype(np.float32) * 0.5, _line(100))
     b.add_image(_line(60).astype(np.float32) * 0.7, _line(61))
     both = a.merge(b)
@@ -109,3 +115,83 @@ def test_match_count_is_the_maximum_matching():
         near = np.hypot(*(p[:, None] - g[None]).transpose(2, 0, 1)) <= 2.5
         r, c = linear_sum_assignment(near, maximize=True)
         assert eb.match_count(pred, gt, 2.5) == near[r, c].sum()
+
+
+# The inputs the fast implementation must score exactly as the frozen one: each kind at
+# 128x160 with all 99 thresholds, and one 321x481 map at a few thresholds (the frozen code
+# takes several seconds per image at that size).
+SMALL = [(seed, kind) for seed, kind in enumerate(edge_inputs.KINDS)]
+FEW_THRESHOLDS = np.array([0.02, 0.1, 0.25, 0.4, 0.55, 0.7])
+
+
+@pytest.mark.parametrize("seed, kind", SMALL)
+def test_counts_and_thinning_equal_the_frozen_implementation(seed, kind):
+    prob, gt = edge_inputs.edge_pair(seed, (128, 160), kind)
+    counts = eb.image_counts(prob, gt, 0.0075)
+    np.testing.assert_array_equal(counts, reference.image_counts(prob, gt, 0.0075))
+    assert len(np.unique(counts[:, 3])) > 20  # many distinct thinned maps along the thresholds
+    stack = prob[None] >= FEW_THRESHOLDS[:, None, None]
+    thinned = eb.thin_planes(stack)
+    for plane, t in zip(stack, thinned, strict=True):
+        expected = reference.thin(plane)
+        np.testing.assert_array_equal(t, expected)
+        np.testing.assert_array_equal(eb.thin(plane), expected)
+
+
+def test_large_map_equals_the_frozen_implementation():
+    prob, gt = edge_inputs.edge_pair(7, (321, 481), "clutter")
+    counts = eb.image_counts(prob, gt, 0.011, FEW_THRESHOLDS)
+    expected = reference.image_counts(prob, gt, 0.011, FEW_THRESHOLDS)
+    np.testing.assert_array_equal(counts, expected)
+    thinned = eb.thin_planes(prob[None] >= FEW_THRESHOLDS[:, None, None])
+    np.testing.assert_array_equal(thinned.sum(axis=(1, 2)), expected[:, 3])
+    np.testing.assert_array_equal(thinned[2], reference.thin(prob >= FEW_THRESHOLDS[2]))
+
+
+def test_unordered_thresholds_and_a_map_without_foreground():
+    prob, gt = edge_inputs.edge_pair(3, (40, 56), "noise")
+    thresholds = np.array([0.5, 0.2, 0.2, 0.9, 1.5, 0.5])
+    np.testing.assert_array_equal(
+        eb.image_counts(prob, gt, 0.02, thresholds),
+        reference.image_counts(prob, gt, 0.02, thresholds),
+    )
+    empty_gt = np.zeros_like(gt)
+    np.testing.assert_array_equal(
+        eb.image_counts(prob, empty_gt, 0.02, thresholds),
+        reference.image_counts(prob, empty_gt, 0.02, thresholds),
+    )
+
+
+def _benchmark(cls, images, **kwargs):
+    benchmark = cls(max_dist=0.0075, **kwargs)
+    for prob, gt in images:
+        benchmark.add_image(prob, gt)
+    return benchmark
+
+
+def test_ods_ois_ap_equal_the_frozen_implementation_in_worker_processes(caplog, monkeypatch):
+    images = [edge_inputs.edge_pair(seed, (64, 80), kind) for seed, kind in SMALL]
+    expected = _benchmark(reference.EdgeBenchmark, images)
+    serial = _benchmark(eb.EdgeBenchmark, images, workers=1)
+    monkeypatch.setattr(eb, "PROGRESS_SECS", 0.0)
+    with caplog.at_level(logging.INFO):
+        parallel = _benchmark(eb.EdgeBenchmark, images, workers=2).finish()
+    for benchmark in (serial, parallel):
+        np.testing.assert_array_equal(benchmark.totals, expected.totals)
+        np.testing.assert_array_equal(benchmark.best, expected.best)
+        assert benchmark.num_images == expected.num_images
+        assert benchmark.compute() == expected.compute()
+    assert "images scored (2 workers)" in caplog.text and "ETA" in caplog.text
+    assert f"Edge benchmark: {len(images)} images scored in" in caplog.text
+    assert parallel.merge(serial).num_images == 2 * len(images)
+
+
+def test_bad_input_and_a_failing_worker():
+    with pytest.raises(ValueError, match=r"prob has shape \(4, 5\) and gt \(4, 6\)"):
+        eb.EdgeBenchmark(workers=2).add_image(np.zeros((4, 5)), np.zeros((4, 6)))
+    with pytest.raises(ValueError, match="workers=0"):
+        eb.EdgeBenchmark(workers=0).add_image(np.zeros((4, 5)), np.zeros((4, 5)))
+    benchmark = eb.EdgeBenchmark(max_dist=float("nan"), workers=2)
+    benchmark.add_image(np.ones((8, 8)), np.eye(8))
+    with pytest.raises(RuntimeError, match=r"(?s)worker failed.*max_dist=nan"):
+        benchmark.finish()
