@@ -34,12 +34,13 @@ from mtnets.train.state import create_train_state  # noqa: E402
 from mtnets.train.step import compile_config_steps, trained_tasks  # noqa: E402
 from mtnets.weighting import create_weighting  # noqa: E402
 
-# The two rows of issue 7, with the reference's shapes (REFERENCE.md §15).
+# The two rows of the performance table, with the reference's shapes
+# (docs/reference_notes.md#parameter-counts).
 PRESETS = {
     "mti_net_nyud": ("configs/nyud/mti_net.py", "aux=edge+normals", 8, (480, 640)),
     "segnet_mtan_nyuv2": ("configs/nyuv2/segnet_mtan.py", None, 8, (288, 384)),
 }
-# The official PyTorch code on one H100 80GB at the same shapes, images/s (issue 7): float32
+# The official PyTorch code on one H100 80GB at the same shapes, images/s: float32
 # (TF32 convolutions, PyTorch's default) and bf16 autocast + channels_last.
 REFERENCE_IMAGES_PER_S = {
     ("mti_net_nyud", "float32"): 33.6,
@@ -195,7 +196,8 @@ def single(args) -> dict:
 
 
 def table(args) -> list[dict]:
-    """Every preset in both dtypes, printed as the rows of the performance table in docs/training.md."""
+    """Every preset in both dtypes, printed as the rows of the performance table in
+    docs/training.md."""
     results = []
     print(
         "| model, shapes | dtype | reference img/s | ours img/s | ratio | compile s | "

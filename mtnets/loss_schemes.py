@@ -5,7 +5,7 @@ initial predictions), as the MTL reference sums them (`MTL:losses/loss_schemes.p
 prediction if the model has one for it (a main task), plus every intermediate prediction of it,
 each first resized bilinearly (half-pixel, PyTorch `align_corners=False`) to the label
 resolution. With fixed weights, `sum_t w_t * task_losses(...)[t]` is then exactly the
-reference's total (REFERENCE.md §1.7, §2):
+reference's total (docs/reference_notes.md#mti-net-as-implemented, #pad-net-as-implemented):
 - `MTINetLoss`: `sum_s sum_{t in aux} w_t L_t(up(pred_{s,t})) + sum_{t in main} w_t L_t(pred_t)`
   (every scale with the same weight w_t; aux-only tasks have only the scale terms);
 - `PADNetLoss`: `sum_{t in aux} w_t L_t(up(initial_t)) + sum_{t in main} w_t L_t(pred_t)`;

@@ -1,6 +1,7 @@
 """Reliability: every way a run can be interrupted or fed bad input, on the tiny dataset.
 
-Each scenario checks what is guaranteed (docs/training.md, "What a run guarantees"): an interrupted run
+Each scenario checks what is guaranteed (docs/training.md, "What a run guarantees"): an interrupted
+run
 resumes to exactly the state of an uninterrupted one; nothing written is lost or deleted
 silently; and bad input stops with an error that names the step, task, file or field.
 """

@@ -106,7 +106,9 @@ def mtl_reference(yaml, tasks, aux, hyper) -> dict:
         "model.head": head,
         "model.pretrained": "imagenet",  # backbone_kwargs: pretrained: True
         "weighting.name": "fixed",
-        "weighting.fixed.weights": {t: table[t] for t in trained} if len(tasks) > 1 else {tasks[0]: 1.0},
+        "weighting.fixed.weights": (
+            {t: table[t] for t in trained} if len(tasks) > 1 else {tasks[0]: 1.0}
+        ),
         "schedule.name": "poly, set once per epoch",  # utils/common_config.py, main.py
         "schedule.power": 0.9,
         "num_train_epochs": hyper["epochs"],

@@ -6,7 +6,8 @@ The reference initialises every task network from that task's trained single-tas
 (`MTL:utils/common_config.py:86-119`); so does `model.single_task_checkpoints` here: train
 semseg and depth first (`configs/nyud/<task>.py:backbone=resnet50`), then point this run at their
 workdirs (or at MTL `best_model.pth.tar` files). Its 100x learning rate for the units is lost in
-the reference from the first epoch on (REFERENCE.md §0.6), so one learning rate is used here.
+the reference from the first epoch on (docs/reference_notes.md#cross-stitch-and-nddr-cnn), so one
+learning rate is used here.
 
 See `configs/nyud/common.py` for the launch string (`backbone=...`); the model is built by
 `mtnets.models.mtan.create_mtan_model`.

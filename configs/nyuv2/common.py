@@ -1,7 +1,8 @@
 """What lorenmt/mtan's NYUv2 experiments share (`MTAN:im2im_pred/model_segnet_*.py`).
 
 Every `configs/nyuv2/segnet_<model>.py` is one of the reference's training scripts. The
-recipe (REFERENCE.md §3.1, §7.4): the preprocessed 13-class NYUv2 at 288x384 (`nyuv2_mtan`),
+recipe (docs/reference_notes.md#mtan, #datasets): the preprocessed 13-class NYUv2 at 288x384
+(`nyuv2_mtan`),
 images fed unnormalised, batch 2, Adam lr 1e-4 (no weight decay), the learning rate halved
 every 100 epochs (`StepLR(100, 0.5)`), 200 epochs, lorenmt's losses (NLL, masked L1 depth,
 1 - cosine normals), no augmentation unless asked (`--apply_augmentation`).

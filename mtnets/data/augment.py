@@ -27,7 +27,7 @@ STD_RGB = (0.229, 0.224, 0.225)
 def random_scale_crop(example: dict, seed, scale_min: float, scale_max: float) -> dict:
     """Crops a random window of 1/s of each side, s ~ U[scale_min, scale_max], and resizes it
     back to the input size: a zoom-in by s at a random position. Depth is divided by s, as a
-    zoom by s makes the scene look s times closer (REFERENCE.md §7.3)."""
+    zoom by s makes the scene look s times closer (docs/reference_notes.md#datasets)."""
     height, width = example["image"].shape[:2]
     s_seed, y_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
     scale = tf.random.stateless_uniform([], s_seed, scale_min, scale_max)
@@ -74,7 +74,8 @@ def _uniform_int(seed, upper):
 
 
 # ===========================================================================================
-# The reference augmentations (REFERENCE.md §7.3). Label-map fields are `[H, W, 1]` uint8,
+# The reference augmentations (docs/reference_notes.md#datasets). Label-map fields are `[H, W, 1]`
+# uint8,
 # `depth` `[H, W, 1]` float32, `normals` `[H, W, 3]` float32, `image` `[H, W, 3]` uint8 or
 # float32. Each returns the image as float32 holding what the reference feeds to `ToTensor`.
 #

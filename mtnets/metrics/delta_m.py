@@ -1,4 +1,5 @@
-"""Multi-task performance Delta_m against single-task references (REFERENCE.md §8.1).
+"""Multi-task performance Delta_m against single-task references
+(docs/reference_notes.md#evaluation-and-delta_m).
 
 `Delta_m = 100 / T * sum_t s_t (M_mt,t - M_st,t) / M_st,t` with s_t = +1 when higher is better
 (`MTL:evaluation/evaluate_utils.py:38-63`, Eq. 10 of Vandenhende et al., TPAMI 2021). One metric

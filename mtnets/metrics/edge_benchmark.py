@@ -29,7 +29,7 @@ Differences from the reference: predictions are the float sigmoid, not the 8-bit
 accumulator holds sums only (per threshold totals for ODS/AP and the per-image-best totals for
 OIS), so it merges across batches and processes by addition.
 
-Speed (issue 14; `benchmarks/edge_benchmark.py`, method and figures in benchmarks/README.md):
+Speed (`benchmarks/edge_benchmark.py`, method and figures in benchmarks/README.md):
 the 99 thresholds share the work. A threshold whose map equals the previous one is skipped;
 the distinct maps are thinned together, each subiteration examining only the pixels whose
 neighbourhood changed; the candidate pairs of all thresholds come from one sparse pixel-to-GT

@@ -2,9 +2,10 @@
 
 One ResNet and one DeepLab head per task. After each of the four stages a cross-stitch unit
 mixes the tasks' features channel-wise: `out_i = sum_j alpha[i, j] * x_j`, `alpha[i, j]` a
-per-channel vector initialised to `alpha` on the diagonal and `beta` elsewhere (REFERENCE.md
-§5.1). The reference initialises the task networks from trained single-task models; see
-`config.model.single_task_checkpoints` (`mtnets.porting.single_task`).
+per-channel vector initialised to `alpha` on the diagonal and `beta` elsewhere
+(docs/reference_notes.md#cross-stitch-and-nddr-cnn). The reference initialises the task
+networks from trained single-task models; see `config.model.single_task_checkpoints`
+(`mtnets.porting.single_task`).
 """
 
 from __future__ import annotations

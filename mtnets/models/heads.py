@@ -41,7 +41,8 @@ class HighResolutionFuse(nn.Module):
 
 
 class HighResolutionHead(nn.Module):
-    """HRNet's segmentation head (MTL `HighResolutionHead`, REFERENCE.md §1.6).
+    """HRNet's segmentation head (MTL `HighResolutionHead`,
+    docs/reference_notes.md#mti-net-as-implemented).
 
     Upsamples every scale to the finest one, concatenates them (C = sum of channels), then a
     1x1 conv C -> C with bias, BN, ReLU, and a 1x1 conv to `outputs` channels. Input: a dict of
@@ -66,7 +67,8 @@ class HighResolutionHead(nn.Module):
 
 
 class ASPP(nn.Module):
-    """Atrous spatial pyramid pooling (DeepLab v3; MTL `models/aspp.py`, REFERENCE.md §5.4).
+    """Atrous spatial pyramid pooling (DeepLab v3; MTL `models/aspp.py`,
+    docs/reference_notes.md#deeplab-head).
 
     Five branches of `width` channels, each conv + BN + ReLU: a 1x1 conv (`branch_0`), three
     3x3 convs with dilations `rates` (`branch_1..3`), and image pooling (global mean, 1x1 conv,

@@ -144,7 +144,8 @@ def pool_after_stages(output_stride: int) -> list[bool]:
 
 
 class ResNetMTAN(nn.Module):
-    """MTAN on a dilated ResNet with DeepLab heads (MTL `models/mtan.py`, REFERENCE.md §3.3).
+    """MTAN on a dilated ResNet with DeepLab heads (MTL `models/mtan.py`,
+    docs/reference_notes.md#mtan).
 
     Each stage k of the shared ResNet is split before its last block: u_k_b (all blocks but the
     last) and u_k_t (the stage output). Per task, a mask from u_1_b (k = 1) or from

@@ -1,6 +1,6 @@
 """MTI-Net (Vandenhende et al., "MTI-Net: Multi-Scale Task Interaction Networks for
 Multi-Task Learning", ECCV 2020) as the MTL reference builds it (`MTL:models/mti_net.py`,
-REFERENCE.md §1).
+docs/reference_notes.md#mti-net-as-implemented).
 
 From the coarsest scale to the finest, at every backbone scale s:
 1. initial task predictions: per auxiliary task, two BasicBlocks refine
@@ -20,7 +20,8 @@ The FPM softmax (`fpm_softmax`):
 - `"reference"` (default, needed for the reference's weights): the reference views the
   task-major concatenation `[t0 c0..cC-1, t1 c0, ...]` as `(C, N)` and normalises over N,
   i.e. over groups of N *consecutive channels*, which mostly lie inside one task
-  (REFERENCE.md §0.2). NHWC: `reshape(..., C, N)`, softmax over the last axis.
+  (docs/reference_notes.md#mti-net-as-implemented). NHWC: `reshape(..., C, N)`, softmax over the
+  last axis.
 - `"per_task"`: the paper's reading, for each channel c a softmax over the N tasks' channel c:
   `reshape(..., N, C)`, softmax over the N axis.
 

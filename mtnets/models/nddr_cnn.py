@@ -3,7 +3,8 @@
 One ResNet and one DeepLab head per task. After the stem and after each of the four stages an
 NDDR layer fuses the tasks: per task, `relu(BN(conv1x1(concat_j x_j)))` back to C channels
 (no bias; BN momentum 0.05 as in the NDDR-CNN code, Flax 0.95), the 1x1 weights initialised
-to `alpha * I` on the task's own block and `beta * I` on the others (REFERENCE.md §5.2). The
+to `alpha * I` on the task's own block and `beta * I` on the others
+(docs/reference_notes.md#cross-stitch-and-nddr-cnn). The
 reference initialises the task networks from trained single-task models; see
 `config.model.single_task_checkpoints` (`mtnets.porting.single_task`).
 """

@@ -1,5 +1,5 @@
 """PAD-Net (Xu et al., CVPR 2018) on fused HRNet features, as the MTL reference builds it
-(`MTL:models/padnet.py`, REFERENCE.md §2).
+(`MTL:models/padnet.py`, docs/reference_notes.md#pad-net-as-implemented).
 
 images -> backbone -> `HighResolutionFuse` (all scales at stride 4, concatenated, 1x1 conv +
 BN + ReLU: 270 channels for HRNet-W18-small-v2) -> per auxiliary task two Bottlenecks to 256

@@ -3,7 +3,7 @@
 Every model maps `[B, H, W, 3]` images (H, W divisible by 32) to `{task: [B, H, W, C]}`, with
 `outputs` an ordered `{task: channels}`. The reference heads end in `log_softmax` (semantic
 segmentation) and an L2-normalisation (normals); here they return the logits and the raw normals
-(the project's convention, DESIGN.md §3), and the losses apply those functions.
+(the convention of every mtnets model, docs/models.md), and the losses apply those functions.
 `mtnets.porting.mtan.lorenmt_outputs` turns our outputs into the reference's for comparisons.
 
 Layer by layer as `MTAN:im2im_pred/model_segnet_{mtan,stan,single,split,dense,cross}.py`, with

@@ -87,7 +87,8 @@ def with_delta_m(
     references: str | Mapping[str, str] | Sequence[str] | None,
     tasks: Sequence[str],
 ) -> dict[str, float]:
-    """`results` plus `"delta_m"` (percent, REFERENCE.md §8.1) over the main `tasks` when
+    """`results` plus `"delta_m"` (percent, docs/reference_notes.md#evaluation-and-delta_m) over
+    the main `tasks` when
     single-task reference JSON files are given (`config.eval.delta_m_references`).
 
     If `results` lack a task's metric (e.g. `edge/odsF` in a periodic evaluation that skipped

@@ -1,4 +1,5 @@
-"""Delta_m (REFERENCE.md §8.1) signs and values, and its reference files."""
+"""Delta_m (docs/reference_notes.md#evaluation-and-delta_m) signs and values, and its reference
+files."""
 
 import json
 

@@ -1,5 +1,6 @@
 """MTI-Net and PAD-Net loss schemes against a NumPy transcription of MTL's MTINetLoss and
-PADNetLoss (`MTL:losses/loss_schemes.py:39-106`, REFERENCE.md §1.7, §2)."""
+PADNetLoss (`MTL:losses/loss_schemes.py:39-106`, docs/reference_notes.md#mti-net-as-implemented,
+#pad-net-as-implemented)."""
 
 import functools
 

@@ -1,5 +1,6 @@
 """The configs of the MTL reference's experiments: they build, name the reference's settings,
-and give models with the reference's parameter counts (REFERENCE.md §9, §15)."""
+and give models with the reference's parameter counts (docs/reference_notes.md#hyper-parameters,
+#parameter-counts)."""
 
 import glob
 import importlib
@@ -53,7 +54,7 @@ def test_every_config_validates_and_builds_its_model(module):
 
 @pytest.mark.parametrize(
     "arg, aux, expected",
-    # REFERENCE.md §15, counted on the reference code.
+    # docs/reference_notes.md#parameter-counts, counted on the reference code.
     [(None, ("semseg", "depth"), 8_578_179),
      ("aux=edge+normals", ("semseg", "normals", "edge", "depth"), 14_838_121)],
 )  # fmt: skip

@@ -114,7 +114,8 @@ def config_for(name, tasks=("semseg", "depth", "normals"), dataset="nyuv2_mtan")
 
 
 # Parameters of lorenmt's models (`sum(p.numel())`, counted on the reference code with 13
-# classes; REFERENCE.md §15 for MTAN), minus the 3 `logsigma` of the multi-task scripts, which
+# classes; docs/reference_notes.md#parameter-counts for MTAN), minus the 3 `logsigma` of the
+# multi-task scripts, which
 # mtnets keeps in the uncertainty weighting's state. 24,981,069 is also the constant that the
 # reference scripts divide by to report the relative size.
 REFERENCE_PARAMS = {

@@ -1,6 +1,6 @@
 """Porting lorenmt/mtan and MTL state dicts onto the MTAN family, without PyTorch.
 
-The reference state dicts are written here from the architecture as REFERENCE.md §3.1 and
+The reference state dicts are written here from the architecture as docs/reference_notes.md#mtan and
 `MTAN:im2im_pred/model_segnet_mtan.py` describe it (names and PyTorch shapes), independently of
 the converter's own naming rules. Output parity with the reference code itself is checked
 outside the repository (see docs/porting.md).
@@ -82,7 +82,7 @@ def heads(sd, outputs, rng, names=("pred_task1", "pred_task2", "pred_task3")):
 
 
 def mtan_state_dict(rng):
-    """`SegNet().state_dict()` of `model_segnet_mtan.py`: REFERENCE.md §3.1."""
+    """`SegNet().state_dict()` of `model_segnet_mtan.py`: docs/reference_notes.md#mtan"""
     sd = {}
     lorenmt_segnet(sd, rng)
     for j in range(3):

@@ -1,6 +1,6 @@
 """`nyud_mt`: NYUD-v2 for multi-task learning, read from the MTL reference's `NYUD_MT.tgz`.
 
-The archive (REFERENCE.md §7.1, `MTL:data/nyud.py`) extracts to `NYUD_MT/` with
+The archive (docs/reference_notes.md#datasets, `MTL:data/nyud.py`) extracts to `NYUD_MT/` with
 `images/<id>.jpg`, `segmentation/<id>.png` (0 void, 1..40 classes), `depth/<id>.npy`
 (metres, 0 invalid), `normals/<id>.npy` (HxWx3), `edge/<id>.npy` (binary) and
 `gt_sets/{train,val}.txt` (one id per line). It is read from the TFDS manual directory, as the

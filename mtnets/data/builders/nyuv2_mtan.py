@@ -1,6 +1,6 @@
 """`nyuv2_mtan`: lorenmt's preprocessed 13-class NYUv2 (288x384), the MTAN/DWA benchmark.
 
-The data (REFERENCE.md §7.4, `MTAN:im2im_pred/create_dataset.py`) is a folder
+The data (docs/reference_notes.md#datasets, `MTAN:im2im_pred/create_dataset.py`) is a folder
 `{train,val}/{image,label,depth,normal}/<idx>.npy`, idx 0..N-1, shared on Dropbox as `nyuv2`.
 It is read from the TFDS manual directory as the folder `nyuv2/` or the archive `nyuv2.zip`
 (either with `train/` and `val/` at its top level or inside `nyuv2/`); nothing is downloaded.

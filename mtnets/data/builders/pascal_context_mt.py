@@ -1,6 +1,7 @@
 """`pascal_context_mt`: PASCAL-Context for multi-task learning, from the ASTMT `PASCAL_MT.tgz`.
 
-The archive (REFERENCE.md §7.2, `MTL:data/pascal_context.py`) extracts to `PASCAL_MT/` with
+The archive (docs/reference_notes.md#datasets, `MTL:data/pascal_context.py`) extracts to
+`PASCAL_MT/` with
 `JPEGImages/<id>.jpg`, `pascal-context/trainval/<id>.mat` (`LabelMap`, the 459 Context
 classes), `semseg/{VOC12,pascal-context}/<id>.png`, `human_parts/<id>.mat` (Pascal-Part
 `anno` structs), `normals_distill/<id>.png`, `sal_distill/<id>.png` and

@@ -10,7 +10,7 @@ of the backbone uses PyTorch momentum 0.01 (Flax 0.99), `BN_MOMENTUM` of the ref
 Variants (`HRNETS`, named as timm names them):
 - `hrnet_w18_small_v2`: what MTL calls `hrnet_w18` (`model_info/hrnet_w18.yml`, ImageNet
   weights `hrnet_w18_small_model_v2.pth`): layer1 of 2 blocks; stages of 1/3/2 modules with 2
-  BasicBlocks per branch; channels 18/36/72/144 (REFERENCE.md §0.1, §1.1).
+  BasicBlocks per branch; channels 18/36/72/144 (docs/reference_notes.md#hrnet-18-in-mtl).
 - `hrnet_w18`, `hrnet_w48`: the full design (layer1 of 4 blocks; 1/4/3 modules with 4 blocks
   per branch), channels 18·2^s and 48·2^s.
 - `hrnet_tiny`: ours, for CPU experiments (the default config): a one-module-per-stage
