@@ -25,7 +25,7 @@ from absl import logging
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mtnets import visualize
-from mtnets.data import augment
+from mtnets.data import normalization
 from mtnets.data import resize as resize_lib
 from mtnets.models import create_model, input_divisor
 from mtnets.progress import Progress
@@ -151,11 +151,7 @@ class Predictor:
         height, width = self.input_size
         resized = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
         x = np.asarray(resized, np.float32) / 255.0
-        if self.config.dataset.get("image_normalization", "imagenet") == "imagenet":
-            x = (x - np.asarray(augment.MEAN_RGB, np.float32)) / np.asarray(
-                augment.STD_RGB, np.float32
-            )
-        return x
+        return normalization.normalize(x, self.config.dataset.image_normalization)
 
     def predict(self, images: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """Per uint8 image `[H, W, 3]`: `{task: raw prediction [H, W, C]}` at its own size

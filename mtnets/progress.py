@@ -1,14 +1,16 @@
 """Progress of long loops as plain log lines with a rate and an ETA.
 
-`Progress` is a clu `PeriodicAction`, like the `ReportProgress` of the train loop: call it with
-the number of items done so far and it logs, at most every `every_secs` seconds and once at the
-end, a line such as
+`Progress` works like clu's `ReportProgress` of the train loop, for loops that are not
+training steps: call it with the number of units done so far and it logs, at most every
+`every_secs` seconds and always at the end, a line such as
 
     Evaluation: 12/40 batches (30%), 48.0 images/s, ETA 0m35s
 
 One absl INFO line per report and no carriage returns, so a log file stays readable. In a
 multi-process run only process 0 logs (each process runs the same loop). `logged` wraps an
-iterable (the examples a TFDS builder generates) in the same reports.
+iterable (the examples a TFDS builder generates) in the same reports. It uses absl only, not
+clu's periodic actions, whose import pulls in TensorFlow through clu's metric writers: the
+evaluation loop runs where only JAX is installed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from absl import logging
-from clu import periodic_actions
 
 T = TypeVar("T")
 
@@ -38,7 +39,7 @@ def _is_main_process() -> bool:
     return jax.process_index() == 0
 
 
-class Progress(periodic_actions.PeriodicAction):
+class Progress:
     """Logs `what: done/total unit (pct), rate, ETA` as `self(done)` is called.
 
     Args:
@@ -60,28 +61,29 @@ class Progress(periodic_actions.PeriodicAction):
         item: str | None = None,
         every_secs: float = 30.0,
     ):
-        super().__init__(every_secs=every_secs, on_steps=[total] if total else None)
         self.what, self.total, self.unit = what, total, unit
         self.items_per_unit, self.item = items_per_unit, item or unit
+        self.every_secs = every_secs
         self._start: float | None = None
+        self._last_line = 0.0
         self._reported = -1
 
     def start(self) -> Progress:
         """Starts the clock and logs the first line (`0/total`)."""
         self._start = time.monotonic()
-        super().__call__(0, self._start)
         self._log(0, self._start)
         return self
 
-    def __call__(self, done: int, t: float | None = None) -> bool:
+    def __call__(self, done: int, t: float | None = None) -> None:
         if self._start is None:
             self.start()
-        return super().__call__(done, t)
-
-    def _apply(self, step: int, t: float) -> None:
-        self._log(step, t)
+        t = time.monotonic() if t is None else t
+        finished = self.total is not None and done >= self.total
+        if finished or t - self._last_line >= self.every_secs:
+            self._log(done, t)
 
     def _log(self, done: int, t: float) -> None:
+        self._last_line = t
         if done == self._reported or not _is_main_process():
             return
         self._reported = done

@@ -19,9 +19,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-# ImageNet statistics, the normalization of the reference implementations.
-MEAN_RGB = (0.485, 0.456, 0.406)
-STD_RGB = (0.229, 0.224, 0.225)
+from mtnets.data import normalization
 
 
 def random_scale_crop(example: dict, seed, scale_min: float, scale_max: float) -> dict:
@@ -64,8 +62,7 @@ def flip_left_right(example: dict) -> dict:
 
 def normalize_image(image) -> tf.Tensor:
     """uint8 RGB -> float32, scaled to [0, 1], minus the ImageNet mean, over its std."""
-    image = tf.cast(image, tf.float32) / 255.0
-    return (image - tf.constant(MEAN_RGB)) / tf.constant(STD_RGB)
+    return normalization.normalize(tf.cast(image, tf.float32) / 255.0, "imagenet")
 
 
 def _uniform_int(seed, upper):

@@ -35,7 +35,7 @@ from jax.experimental import multihost_utils
 
 import mtnets.data.builders  # noqa: F401  (registers the builders with TFDS)
 from mtnets import sharding
-from mtnets.data import augment
+from mtnets.data import augment, normalization
 from mtnets.tasks import task_specs
 
 LABEL_MAPS = ("semseg", "human_parts", "edge", "sal")  # stored as [H, W, 1] integer images
@@ -329,8 +329,7 @@ class InputPipeline:
         image = tf.cast(fields["image"], tf.float32)
         if self._uint8_image:
             image = image / 255.0
-        if self.config.dataset.get("image_normalization", "imagenet") == "imagenet":
-            image = (image - tf.constant(augment.MEAN_RGB)) / tf.constant(augment.STD_RGB)
+        image = normalization.normalize(image, self.config.dataset.image_normalization)
         out = {"image": image, "mask": tf.convert_to_tensor(valid)}
         for task in self.tasks:
             value = fields[task]

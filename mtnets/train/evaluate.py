@@ -12,7 +12,7 @@ from absl import logging
 
 from mtnets import metrics as metrics_lib
 from mtnets import visualize
-from mtnets.data import augment
+from mtnets.data import normalization as normalization_lib
 from mtnets.metrics import delta_m as delta_m_lib
 from mtnets.metrics.edge_benchmark import EdgeBenchmark
 from mtnets.progress import Progress
@@ -154,14 +154,7 @@ def write_results(workdir: str, step: int, results: Mapping[str, float]) -> str:
 def denormalize(images: np.ndarray, normalization: str) -> np.ndarray:
     """Batch images as float in [0, 1] for pictures, undoing `config.dataset.image_normalization`
     ("imagenet": x std + mean; "none": the images are shown as they are, clipped)."""
-    images = np.asarray(images, np.float64)
-    if normalization == "imagenet":
-        images = images * np.asarray(augment.STD_RGB) + np.asarray(augment.MEAN_RGB)
-    elif normalization != "none":
-        raise ValueError(
-            f"Unknown config.dataset.image_normalization {normalization!r}; "
-            "use 'imagenet' or 'none'."
-        )
+    images = normalization_lib.denormalize(np.asarray(images, np.float64), normalization)
     return np.clip(images, 0.0, 1.0)
 
 

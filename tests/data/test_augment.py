@@ -84,7 +84,7 @@ def test_random_flip_is_deterministic_per_seed_and_flips_about_half():
 def test_normalize_image_uses_imagenet_statistics():
     image = tf.constant(np.full((2, 2, 3), 255, np.uint8))
     out = augment.normalize_image(image).numpy()
-    expected = (1.0 - np.array(augment.MEAN_RGB)) / np.array(augment.STD_RGB)
+    expected = (1.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
     np.testing.assert_allclose(out[0, 0], expected, rtol=1e-6)
 
 
