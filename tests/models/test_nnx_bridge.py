@@ -34,15 +34,17 @@ class Refined(nnx.Module):
 def test_bridged_model_matches_linen_and_trains_from_nnx():
     x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
     linen = small_mti_net()
-    model = Refined(linen, x, nnx.Rngs(0))
+    # Built under jit too: Linen's init of a whole MTI-Net runs op by op otherwise.
+    model = nnx.jit(lambda: Refined(linen, x, nnx.Rngs(0)))()
 
     # Eval mode: the NNX wrapper computes what Linen's apply computes with the same variables.
     variables = {
         "params": nnx.to_pure_dict(nnx.state(model.mti, nnx.Param)),
         "batch_stats": nnx.to_pure_dict(nnx.state(model.mti, nnx.BatchStat)),
     }
-    expected = linen.apply(variables, x, train=False)
-    got = model.mti(x, train=False)
+    # Both under jit: op-by-op, a whole MTI-Net costs a minute of dispatch on a small CPU.
+    expected = jax.jit(lambda v, x: linen.apply(v, x, train=False))(variables, x)
+    got = nnx.jit(lambda m, x: m.mti(x, train=False))(model, x)
     for task in ("semseg", "depth"):
         np.testing.assert_allclose(got[task], expected[task], rtol=1e-5, atol=1e-5)
     assert set(got["intermediate"]) == {"scale_0", "scale_1", "scale_2", "scale_3"}
