@@ -45,6 +45,7 @@ import json
 import math
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -259,6 +260,7 @@ def execute(out: str, jobs: list[Job], scale: str, num_jobs: int, log=print, pol
             done = code == 0 and os.path.exists(final_eval(out, job.run, job.seed, steps))
             job.status = "done" if done else "failed"
             finished += 1
+            _record_cost(out, job)
             elapsed = time.time() - started_at
             eta = elapsed / finished * (total - finished)
             log(
@@ -283,6 +285,28 @@ def execute(out: str, jobs: list[Job], scale: str, num_jobs: int, log=print, pol
                 _start(out, job, scale, log)
                 running.append(job)
         time.sleep(poll)
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _record_cost(out: str, job: Job) -> None:
+    """Appends this process's wall and CPU seconds to `<workdir>/cost.json` (one entry per
+    start: a resumed run has several). CPU time is what the run costs on an idle machine of
+    any load; it counts the children reaped since the previous reap, which is this run alone
+    as `execute` reaps one at a time."""
+    cpu = _children_cpu_s()
+    entry = {"wall_s": time.time() - job.started, "cpu_s": cpu - _children_cpu_s.last}
+    _children_cpu_s.last = cpu
+    path = os.path.join(workdir(out, job.run, job.seed), "cost.json")
+    entries = json.load(open(path)) if os.path.exists(path) else []
+    with open(path, "w") as f:
+        json.dump([*entries, entry], f)
+
+
+_children_cpu_s.last = 0.0
 
 
 def _start(out: str, job: Job, scale: str, log) -> None:
@@ -310,6 +334,16 @@ def read_evals(directory: str) -> dict[int, dict[str, float]]:
         step = int(table.pop("step", os.path.basename(path)[5:-5]))
         evals[step] = {k: float(v) for k, v in table.items()}
     return dict(sorted(evals.items()))
+
+
+def read_cost(directory: str) -> dict[str, float] | None:
+    """Wall and CPU seconds of a run, summed over its starts (`cost.json`), or None."""
+    path = os.path.join(directory, "cost.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        entries = json.load(f)
+    return {k: sum(e[k] for e in entries) for k in ("wall_s", "cpu_s")}
 
 
 def read_train_losses(directory: str) -> dict[int, dict[str, float]]:
@@ -377,9 +411,13 @@ def aggregate(out: str, runs: list[Run], seeds: int, steps: int) -> dict:
     finals: dict[str, dict[int, dict]] = {}
     history: dict[str, dict[int, dict]] = {}
     losses: dict[str, dict[int, dict]] = {}
+    costs: dict[str, dict[int, dict]] = {}
     for run in runs:
         for seed in range(seeds):
             directory = workdir(out, run, seed)
+            cost = read_cost(directory)
+            if cost:
+                costs.setdefault(run.name, {})[seed] = cost
             evals = read_evals(directory)
             if evals:
                 history.setdefault(run.name, {})[seed] = evals
@@ -423,6 +461,11 @@ def aggregate(out: str, runs: list[Run], seeds: int, steps: int) -> dict:
         "summary": summary,
         "eval_history": history,
         "train_losses": losses,
+        "cost": costs,
+        "total_cost": {
+            k: sum(c[k] for per_seed in costs.values() for c in per_seed.values())
+            for k in ("wall_s", "cpu_s")
+        },
     }
 
 

@@ -221,6 +221,8 @@ def test_finished_runs_are_skipped_and_interrupted_ones_resume(tmp_path, monkeyp
     order = calls(out)
     assert order.index("unit/0") > order.index("single_semseg/0")
     assert any("baseline seed 1 (resuming)" in m for m in messages)
+    cost = results.read_cost(results.workdir(out, UNIT, 1))
+    assert cost["wall_s"] > 0 and cost["cpu_s"] > 0
     assert any(m.startswith("[5/5]") and "ETA" in m for m in messages)
     # A second call finds everything finished and runs nothing.
     jobs = results.plan(out, runs, seeds=2, steps=STEPS)
