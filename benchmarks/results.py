@@ -49,7 +49,7 @@ import resource
 import subprocess
 import sys
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # as a config file, this module imports `configs.default`
@@ -525,7 +525,7 @@ def plot_delta_m(summary: dict, runs: list[Run], path: str, budget: str) -> list
     import matplotlib.pyplot as plt
 
     rows = [(k, lbl) for k, lbl in table_rows(runs) if summary.get(k, {}).get("delta_m")]
-    fig, ax = plt.subplots(figsize=(8, 0.35 * max(len(rows), 4) + 1.5))
+    fig, ax = plt.subplots(figsize=(10, 0.35 * max(len(rows), 4) + 1.8))
     means = [summary[k]["delta_m"]["mean"] for k, _ in rows]
     stds = [summary[k]["delta_m"]["std"] for k, _ in rows]
     colours = ["tab:green" if m >= 0 else "tab:red" for m in means]
@@ -534,7 +534,7 @@ def plot_delta_m(summary: dict, runs: list[Run], path: str, budget: str) -> list
     ax.invert_yaxis()
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel("Δm (%) against the single-task networks, mean ± std over seeds")
-    ax.set_title(f"Multi-task performance Δm on synthetic_scenes\n{budget}")
+    ax.set_title(f"Multi-task performance Δm on synthetic_scenes\n{budget}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -548,6 +548,22 @@ def _mean_curve(per_seed: dict[int, dict[int, dict]], key: str):
     return steps, [sum(per_seed[k][s][key] for k in per_seed) / len(per_seed) for s in steps]
 
 
+def _label(run: Run) -> str:
+    """Legend label: the single-task networks of a family share one."""
+    if not run.single:
+        return run.name
+    return f"single-task ({'hrnet_tiny' if run.family == 'hrnet' else RESNET})"
+
+
+def _colours(runs: list[Run]) -> dict[str, Any]:
+    """One colour per legend label, the same in every panel."""
+    import matplotlib
+
+    labels = list(dict.fromkeys(_label(r) for r in runs))
+    cmap = matplotlib.colormaps["tab20"]
+    return {label: cmap(i % 20) for i, label in enumerate(labels)}
+
+
 def plot_eval_curves(history: dict, runs: list[Run], path: str, budget: str) -> list[str]:
     """Validation metric against step, one panel per task, one line per model (seed mean)."""
     import matplotlib
@@ -555,6 +571,8 @@ def plot_eval_curves(history: dict, runs: list[Run], path: str, budget: str) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    colours = _colours(runs)
+    legend = {}
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     for ax, (task, (metric, sign)) in zip(axes.flat, TABLE_METRICS.items(), strict=True):
         key = f"{task}/{metric}"
@@ -563,14 +581,20 @@ def plot_eval_curves(history: dict, runs: list[Run], path: str, budget: str) -> 
                 continue
             steps, values = _mean_curve(history[run.name], key)
             if steps:
-                style = "--" if run.family == "resnet" else "-"
-                width = 2.5 if run.single else 1.2
-                ax.plot(steps, values, style, marker="o", markersize=3, linewidth=width,
-                        label=run.name)
+                label = _label(run)
+                (line,) = ax.plot(
+                    steps,
+                    values,
+                    "--" if run.family == "resnet" else "-",
+                    marker="o",
+                    markersize=3,
+                    linewidth=2.5 if run.single else 1.2,
+                    color=colours[label],
+                )
+                legend.setdefault(label, line)
         ax.set_title(f"{task} {metric} ({'higher' if sign > 0 else 'lower'} is better)")
         ax.set_xlabel("train step")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=8)
+    fig.legend(list(legend.values()), list(legend), loc="center right", fontsize=8)
     title = fig.suptitle(f"Validation metrics during training (mean over seeds); {budget}")
     fig.tight_layout(rect=(0, 0, 0.84, 0.96))
     fig.savefig(path, dpi=100)
@@ -580,7 +604,8 @@ def plot_eval_curves(history: dict, runs: list[Run], path: str, budget: str) -> 
 
 def plot_train_losses(losses: dict, runs: list[Run], path: str, budget: str) -> list[str]:
     """Per task, the train loss of its single-task networks and of the baseline (mean over
-    seeds): the budget is long enough if these have flattened."""
+    seeds): the budget is long enough if these have flattened. (MTI-Net's and PAD-Net's task
+    losses also hold their intermediate terms, so they are not drawn here.)"""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -589,7 +614,7 @@ def plot_train_losses(losses: dict, runs: list[Run], path: str, budget: str) -> 
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     for ax, task in zip(axes.flat, TASKS, strict=True):
         key = f"loss/{task}"
-        for name in (f"single_{task}", "baseline", f"resnet_single_{task}", "mtan", "mti_net"):
+        for name in (f"single_{task}", "baseline", f"resnet_single_{task}", "mtan"):
             if name in losses:
                 steps, values = _mean_curve(losses[name], key)
                 if steps:
