@@ -678,8 +678,12 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     runs = all_runs(args.scale)
 
-    def log(message: str) -> None:
-        print(time.strftime("%Y-%m-%d %H:%M:%S"), message, flush=True)
+    from absl import flags, logging
+
+    flags.FLAGS.mark_as_parsed()  # argparse parses this command line, not absl
+    logging.use_absl_handler()  # timestamped lines on stderr, as train.py's
+    logging.set_verbosity(logging.INFO)
+    log = logging.info
 
     if not args.report:
         chosen = runs
