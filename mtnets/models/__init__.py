@@ -11,7 +11,8 @@ Config fields read here:
   `hrnet_w18_small_v2` (the MTL reference's "hrnet_w18"), `hrnet_w18`, `hrnet_w48`,
   `hrnet_tiny`; `config.model.dilated` (ResNets: output stride 8, MTL `ResnetDilated`).
 - `config.model.head`: `hrnet` or `deeplab` (baselines); `config.model.head_width` narrows the
-  HRNet head (0: the reference's).
+  HRNet head (0: the reference's), the DeepLab heads (also of MTAN, cross-stitch, NDDR-CNN)
+  and PAD-Net's per-task features (0: the reference's 256).
 - `config.tasks` (main tasks) and `config.aux_tasks` (MTI-Net/PAD-Net: the reference's
   AUXILARY_TASKS, which *contain* the main tasks, in the reference's order, e.g. NYUD
   `("semseg", "normals", "edge", "depth")`; empty means the main tasks only).
@@ -61,7 +62,7 @@ def create_head(name: str, outputs: int, hidden: int = 0, dtype=jnp.float32) -> 
     if name == "hrnet":
         return HighResolutionHead(outputs, hidden, dtype=dtype)
     if name == "deeplab":
-        return DeepLabHead(outputs, dtype=dtype)
+        return DeepLabHead(outputs, width=hidden or 256, dtype=dtype)
     raise ValueError(f"Unknown config.model.head {name!r}; choose one of {', '.join(HEADS)}.")
 
 
@@ -121,6 +122,8 @@ def _pad_net(config, dtype) -> nn.Module:
         tuple(config.tasks),
         aux,
         output_channels(task_specs(aux, config.dataset.name)),
+        # The per-task feature width; 0: the reference's 256 (too heavy for a CPU run).
+        width=config.model.get("head_width", 0) or 256,
         dtype=dtype,
     )
 

@@ -39,10 +39,14 @@ def task_trunks(tasks, resnet: str, output_stride: int, dtype) -> list[ResNetTru
     return [ResNetTrunk(resnet, output_stride, dtype, name=f"backbone_{t}") for t in tasks]
 
 
-def task_predictions(outputs: Mapping[str, int], features, size, dtype, train: bool) -> dict:
-    """Each task's DeepLab head, `head_{task}`, on its features, upsampled to `size`."""
+def task_predictions(
+    outputs: Mapping[str, int], features, size, dtype, train: bool, width: int = 0
+) -> dict:
+    """Each task's DeepLab head, `head_{task}` (`width` 0: the reference's 256), on its
+    features, upsampled to `size`."""
+    width = width or 256
     return {
-        t: resize(DeepLabHead(c, dtype=dtype, name=f"head_{t}")(x, train), size)
+        t: resize(DeepLabHead(c, width=width, dtype=dtype, name=f"head_{t}")(x, train), size)
         for (t, c), x in zip(outputs.items(), features, strict=True)
     }
 
@@ -55,6 +59,7 @@ class CrossStitchNetwork(nn.Module):
     outputs: Mapping[str, int]
     resnet: str = "resnet50"
     output_stride: int = 8
+    head_width: int = 0  # the DeepLab heads' width; 0: the reference's 256
     alpha: float = 0.9
     beta: float = 0.1
     dtype: Any = jnp.float32
@@ -73,4 +78,5 @@ class CrossStitchNetwork(nn.Module):
             ).astype(self.dtype)
             stacked = jnp.stack(xs)  # [T, B, H, W, C]
             xs = list(jnp.einsum("ijc,jbhwc->ibhwc", unit, stacked))
-        return task_predictions(self.outputs, xs, images.shape[1:3], self.dtype, train)
+        size = images.shape[1:3]
+        return task_predictions(self.outputs, xs, size, self.dtype, train, self.head_width)

@@ -78,7 +78,12 @@ def create_mtan_model(config) -> nn.Module:
             f"config.model.backbone {backbone!r} is not a ResNet; {name!r} takes one of "
             f"{', '.join(RESNETS)}."
         )
-    kw = dict(resnet=backbone, output_stride=config.model.get("output_stride", 8), dtype=dtype)
+    kw = dict(
+        resnet=backbone,
+        output_stride=config.model.get("output_stride", 8),
+        head_width=config.model.get("head_width", 0),
+        dtype=dtype,
+    )
     if name == "mtan":
         return ResNetMTAN(channels, **kw)
     from mtnets.models.cross_stitch import CrossStitchNetwork
@@ -159,6 +164,7 @@ class ResNetMTAN(nn.Module):
     outputs: Mapping[str, int]
     resnet: str = "resnet50"
     output_stride: int = 8
+    head_width: int = 0  # the DeepLab heads' width; 0: the reference's 256
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -196,6 +202,7 @@ class ResNetMTAN(nn.Module):
                 if k < 3:
                     a = refine[k](a, train)
                     a = nn.max_pool(a, (2, 2), (2, 2)) if pool[k] else a
-            head = DeepLabHead(outputs, dtype=self.dtype, name=f"head_{task}")
+            width = self.head_width or 256
+            head = DeepLabHead(outputs, width=width, dtype=self.dtype, name=f"head_{task}")
             predictions[task] = resize(head(a, train), size)
         return predictions

@@ -72,6 +72,7 @@ class NDDRCNN(nn.Module):
     outputs: Mapping[str, int]
     resnet: str = "resnet50"
     output_stride: int = 8
+    head_width: int = 0  # the DeepLab heads' width; 0: the reference's 256
     alpha: float = 0.9
     beta: float = 0.1
     dtype: Any = jnp.float32
@@ -85,4 +86,5 @@ class NDDRCNN(nn.Module):
             xs = [trunk(x, stage, train) for trunk, x in zip(trunks, xs, strict=True)]
             nddr = NDDRLayer(len(tasks), self.alpha, self.beta, self.dtype, name=f"nddr_{stage}")
             xs = nddr(xs, train)
-        return task_predictions(self.outputs, xs, images.shape[1:3], self.dtype, train)
+        size = images.shape[1:3]
+        return task_predictions(self.outputs, xs, size, self.dtype, train, self.head_width)

@@ -99,7 +99,7 @@ def single_task_config(config, task: str) -> ml_collections.ConfigDict:
                 backbone=config.model.backbone,
                 dilated=True,
                 head="deeplab",
-                head_width=0,
+                head_width=config.model.get("head_width", 0),
             ),
             tasks=(task,),
             aux_tasks=(),

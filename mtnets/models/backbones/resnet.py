@@ -142,6 +142,9 @@ class ResNet(nn.Module):
 RESNETS = {
     # A quarter-width ResNet-10: the default experiment's backbone, fast on a CPU.
     "resnet_small": dict(stage_sizes=(1, 1, 1, 1), block=BasicBlock, width=16),
+    # ResNet-18's two blocks per stage at quarter width: the ResNet family (MTAN, cross-stitch,
+    # NDDR-CNN) on a CPU (benchmarks/results.py).
+    "resnet18_narrow": dict(stage_sizes=(2, 2, 2, 2), block=BasicBlock, width=16),
     "resnet18": dict(stage_sizes=(2, 2, 2, 2), block=BasicBlock, width=64),
     "resnet34": dict(stage_sizes=(3, 4, 6, 3), block=BasicBlock, width=64),
     "resnet50": dict(stage_sizes=(3, 4, 6, 3), block=Bottleneck, width=64),
