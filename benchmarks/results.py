@@ -113,7 +113,7 @@ def get_config(arg: str | None = None):
     config.eval.edge_benchmark = "final"
     # DWA's period: a fifteenth of the run instead of an epoch (250 steps at batch 8), else a
     # short budget ends before DWA's first update and it equals equal weighting.
-    config.weighting.update_every_steps = max(1, budget["steps"] // 15)
+    config.weighting.dwa.update_every_steps = max(1, budget["steps"] // 15)
     # The ResNet family's fields (see configs/nyud/common.py): output stride 8, the units'
     # initial self/cross weights of the MTL configs, and the single-task starting points.
     config.model.output_stride = 8
