@@ -91,8 +91,7 @@ def get_config(arg: str | None = None):
     """configs/default.py with the budget of `scale=` (first item of `arg`, default cpu) and
     the fields the ResNet models take; the other items of `arg` override fields."""
     from configs.default import get_config as default_config
-    from mtnets.config_utils import apply_overrides
-    from mtnets.porting.single_task import checkpoints_field
+    from mtnets.config_utils import apply_overrides, checkpoints_field
 
     items = [i for i in (arg or "").split(",") if i]
     scale = "cpu"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import math
+from collections.abc import Sequence
 
 import ml_collections
 
@@ -150,3 +151,11 @@ def load_config(path: str, arg: str | None = None):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg)
+
+
+def checkpoints_field(tasks: Sequence[str] = tasks_lib.TASKS) -> ml_collections.ConfigDict:
+    """The config field: `{task: None}` for `tasks`, so that a launch string or flag can set
+    one (`--config.model.single_task_checkpoints.semseg=/runs/semseg`). None: from scratch."""
+    return ml_collections.ConfigDict(
+        {task: ml_collections.config_dict.placeholder(str) for task in tasks}
+    )

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import jax.numpy as jnp
+if TYPE_CHECKING:  # the config layer reads this module, and config time loads no JAX
+    import jax
 
 TASKS = ("semseg", "depth", "normals", "edge", "sal", "human_parts")
 IGNORE_LABEL = 255
@@ -56,8 +58,10 @@ class TaskSpec:
     def is_classification(self) -> bool:
         return self.kind == "classification"
 
-    def valid_mask(self, target: jnp.ndarray) -> jnp.ndarray:
+    def valid_mask(self, target: jax.Array) -> jax.Array:
         """Boolean `[B, H, W]`: the pixels whose label takes part in losses and metrics."""
+        import jax.numpy as jnp  # here, not at the top: see TYPE_CHECKING above
+
         if self.kind == "classification":
             return target != IGNORE_LABEL
         if self.kind == "depth":

@@ -90,3 +90,22 @@ def test_train_py_rejects_an_unknown_key_before_training(tmp_path):
     assert result.returncode != 0
     assert "batch_sizee" in result.stderr
     assert not os.listdir(tmp_path)
+
+
+def test_configs_load_no_jax():
+    """The config layer imports only ml_collections (and config helpers that need nothing
+    heavier): building every config file's default config loads no JAX, Flax, optax,
+    TensorFlow or orbax, so reading or checking a config takes a fraction of a second."""
+    code = (
+        "import glob, importlib, sys\n"
+        "for path in sorted(glob.glob('configs/**/*.py', recursive=True)):\n"
+        "    name = path[:-3].replace('/', '.').removesuffix('.__init__')\n"
+        "    module = importlib.import_module(name)\n"
+        "    if hasattr(module, 'get_config'):\n"
+        "        module.get_config()\n"
+        "heavy = ('jax', 'flax', 'optax', 'tensorflow', 'orbax')\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
+        "assert not loaded, loaded[:5]\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, timeout=120)

@@ -28,8 +28,7 @@ from __future__ import annotations
 import ml_collections
 
 from configs.default import get_config as default_config
-from mtnets.config_utils import apply_overrides
-from mtnets.porting.single_task import checkpoints_field
+from mtnets.config_utils import apply_overrides, checkpoints_field
 
 # Reference backbone directory -> (our backbone, head, dilated).
 DIRECTORIES = {

@@ -28,7 +28,7 @@ above.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
@@ -37,21 +37,12 @@ from absl import logging
 from flax.traverse_util import flatten_dict
 
 from mtnets.porting.common import nest
-from mtnets.tasks import TASKS
 
 UNIT_MODELS = ("cross_stitch", "nddr_cnn")
 FIELD = "config.model.single_task_checkpoints"
 # What `mtnets.porting.imagenet.read_checkpoint` reads: torch files and NumPy archives.
 FILE_SUFFIXES = (".pth", ".pt", ".bin", ".tar", ".npz")
 _SHOWN_PROBLEMS = 6
-
-
-def checkpoints_field(tasks: Sequence[str] = TASKS) -> ml_collections.ConfigDict:
-    """The config field: `{task: None}` for `tasks`, so that a launch string or flag can set
-    one (`--config.model.single_task_checkpoints.semseg=/runs/semseg`). None: from scratch."""
-    return ml_collections.ConfigDict(
-        {task: ml_collections.config_dict.placeholder(str) for task in tasks}
-    )
 
 
 def checkpoint_paths(config) -> dict[str, str]:
