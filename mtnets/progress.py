@@ -34,9 +34,10 @@ def format_seconds(seconds: float) -> str:
 
 
 def _is_main_process() -> bool:
-    import jax  # only asked when a line is due, so importing this module stays cheap
-
-    return jax.process_index() == 0
+    # A program that never imported JAX (a download, a dataset build) is a single process; one
+    # that did asks JAX, so that in a multi-process run only process 0 prints.
+    jax = sys.modules.get("jax")
+    return jax is None or jax.process_index() == 0
 
 
 class Progress:

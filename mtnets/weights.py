@@ -33,12 +33,15 @@ import urllib.request
 
 from absl import logging
 
+from mtnets.progress import Progress
+
 ENV = "MTNETS_WEIGHTS"
 DEFAULT_DIR = os.path.join("~", ".cache", "mtnets", "weights")
 FETCH = "python -m mtnets.weights fetch"
 OPT_OUT = "model.pretrained=none"
 HRNET_SOURCE = "https://github.com/HRNet/HRNet-Image-Classification"
 _CHUNK = 1 << 20
+_MB = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,11 +233,19 @@ def _transfer(url: str, part: str, timeout: float) -> None:
             have = 0
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
-        progress = _Progress(os.path.basename(url), total, have)
+        progress = Progress(
+            f"Downloading {os.path.basename(url)}",
+            None if total is None else -(-(total - have) // _MB),
+            unit="MB",
+            every_secs=5.0,
+        ).start()
+        received = 0
         with open(part, "ab" if have else "wb") as out:
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
-                progress.update(len(chunk))
+                received += len(chunk)
+                progress(received // _MB)
+        progress(-(-received // _MB))  # the last line, with the whole transfer
     size = os.path.getsize(part)
     if total is not None and size < total:
         raise http.client.IncompleteRead(b"", total - size)
@@ -259,31 +270,6 @@ def sha256(path: str) -> str:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-class _Progress:
-    """Logs bytes, rate and ETA about every 5 s."""
-
-    def __init__(self, name: str, total: int | None, have: int, every: float = 5.0):
-        self.name, self.total, self.have, self.every = name, total, have, every
-        self.start = self.last = time.monotonic()
-        self.first = have
-
-    def update(self, count: int) -> None:
-        self.have += count
-        now = time.monotonic()
-        if now - self.last < self.every:
-            return
-        self.last = now
-        rate = (self.have - self.first) / max(now - self.start, 1e-9)
-        if self.total:
-            eta = (self.total - self.have) / max(rate, 1e-9)
-            logging.info(
-                "%s: %.1f of %.1f MB, %.1f MB/s, ETA %.0f s",
-                self.name, self.have / 1e6, self.total / 1e6, rate / 1e6, eta,
-            )  # fmt: skip
-        else:
-            logging.info("%s: %.1f MB, %.1f MB/s", self.name, self.have / 1e6, rate / 1e6)
 
 
 # ---------------------------------------------------------------------------------------------
