@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from flax.traverse_util import flatten_dict, unflatten_dict
+from flax.traverse_util import unflatten_dict
+
+from mtnets import pytrees
 
 # Flax (collection, leaf) -> PyTorch parameter or buffer name, for convolutions, linear layers
 # and BatchNorm alike.
@@ -95,15 +97,10 @@ class StateDict:
 def check_shapes(variables: Mapping, expected: Mapping) -> None:
     """Raises, listing every difference, unless `variables` has exactly the paths and shapes of
     `expected` (e.g. `jax.eval_shape(model.init, ...)`)."""
-    got = {"/".join(k): np.shape(v) for k, v in flatten_dict(dict(variables)).items()}
-    want = {"/".join(k): tuple(v.shape) for k, v in flatten_dict(dict(expected)).items()}
-    problems = [f"missing {k} {s}" for k, s in want.items() if k not in got]
-    problems += [f"unexpected {k} {s}" for k, s in got.items() if k not in want]
-    problems += [
-        f"{k}: shape {got[k]} but the model has {s}"
-        for k, s in want.items()
-        if k in got and got[k] != s
-    ]
+    diff = pytrees.differences(dict(variables), dict(expected))
+    problems = [f"missing {k} {s}" for k, s in diff.missing]
+    problems += [f"unexpected {k} {s}" for k, s in diff.unexpected]
+    problems += [f"{k}: shape {g} but the model has {s}" for k, g, s in diff.reshaped]
     if problems:
         raise ValueError(
             "The converted variables do not fit the model:\n  " + "\n  ".join(sorted(problems))

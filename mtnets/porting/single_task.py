@@ -36,6 +36,7 @@ import numpy as np
 from absl import logging
 from flax.traverse_util import flatten_dict
 
+from mtnets import pytrees
 from mtnets.porting.common import nest
 
 UNIT_MODELS = ("cross_stitch", "nddr_cnn")
@@ -219,18 +220,13 @@ def _fitted(config, task: str, path: str, variables, abstract) -> dict[str, Any]
             want = flatten_dict(dict(tree[ours]), sep="/")
             got = flatten_dict(dict(source[theirs]), sep="/")
             prefix = f"{collection}/{theirs}"
-            for key, leaf in want.items():
-                if key not in got:
-                    problems.append(f"{prefix}/{key} missing (the model has {leaf.shape})")
-                elif np.shape(got[key]) != tuple(leaf.shape):
-                    problems.append(
-                        f"{prefix}/{key}: shape {np.shape(got[key])}, the model has {leaf.shape}"
-                    )
+            diff = pytrees.differences(dict(source[theirs]), dict(tree[ours]))
+            # Shape mismatches first: they say best which backbone or head the run had.
             problems += [
-                f"{prefix}/{key} {np.shape(value)} is not in the model"
-                for key, value in got.items()
-                if key not in want
+                f"{prefix}/{k}: shape {g}, the model has {s}" for k, g, s in diff.reshaped
             ]
+            problems += [f"{prefix}/{k} missing (the model has {s})" for k, s in diff.missing]
+            problems += [f"{prefix}/{k} {s} is not in the model" for k, s in diff.unexpected]
             out[collection][theirs] = nest(
                 {key: np.asarray(got[key], leaf.dtype) for key, leaf in want.items() if key in got}
             )

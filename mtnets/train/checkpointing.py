@@ -25,6 +25,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from mtnets import pytrees
+
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint whose arrays do not fit the state of the configured model."""
@@ -133,21 +135,16 @@ class Checkpointer:
 def _check_metadata(path: str, metadata, target) -> None:
     """Compares the saved arrays' paths and shapes with those of `target`."""
     tree = metadata.tree if hasattr(metadata, "tree") else metadata
-    saved = {_path_name(p): tuple(m.shape) for p, m in jax.tree_util.tree_leaves_with_path(tree)}
-    wanted = {
-        _path_name(p): tuple(np.shape(x)) for p, x in jax.tree_util.tree_leaves_with_path(target)
-    }
-    if saved == wanted:
+    diff = pytrees.differences(tree, target)
+    if not diff:
         return
-    missing = sorted(set(wanted) - set(saved))
-    extra = sorted(set(saved) - set(wanted))
-    reshaped = sorted(k for k in set(saved) & set(wanted) if saved[k] != wanted[k])
     details = []
-    for label, keys in (
-        ("missing", missing),
-        ("not in this model", extra),
-        ("other shape", reshaped),
+    for label, entries in (
+        ("missing", diff.missing),
+        ("not in this model", diff.unexpected),
+        ("other shape", diff.reshaped),
     ):
+        keys = [entry[0] for entry in entries]
         if keys:
             details.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
     raise CheckpointMismatchError(
@@ -155,16 +152,6 @@ def _check_metadata(path: str, metadata, target) -> None:
         + "; ".join(details)
         + ". Use the config it was trained with, or another --workdir."
     )
-
-
-def _path_name(path) -> str:
-    names = []
-    for key in path:
-        for attribute in ("key", "name", "idx"):
-            if hasattr(key, attribute):
-                names.append(str(getattr(key, attribute)))
-                break
-    return "/".join(names)
 
 
 def restore_variables(workdir: str, step: int | None = None) -> dict[str, Any]:
