@@ -70,7 +70,7 @@ def validate(config) -> None:
     if config.dtype not in ("float32", "bfloat16"):
         raise ValueError(f"config.dtype must be 'float32' or 'bfloat16', got {config.dtype!r}.")
     if config.model.get("single_task_checkpoints"):
-        from mtnets.porting.single_task import checkpoint_paths
+        from mtnets.train.warm_start import checkpoint_paths
 
         checkpoint_paths(config)  # model and task names; Experiment.initial_state reads the files
 

@@ -164,7 +164,7 @@ def resnet_mtl_config(
         # checkpoint, or give `<workdir>/checkpoints/<step>`) or an MTL single-task
         # `best_model.pth.tar` / `.npz`, e.g. `--config.model.single_task_checkpoints.semseg=
         # /runs/semseg` or `model.single_task_checkpoints.semseg=/runs/semseg` in the launch
-        # string. See `mtnets.porting.single_task`.
+        # string. See `mtnets.train.warm_start`.
         config.model.single_task_checkpoints = checkpoints_field()
     return apply_overrides(config, overrides)
 

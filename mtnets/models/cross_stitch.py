@@ -5,7 +5,7 @@ mixes the tasks' features channel-wise: `out_i = sum_j alpha[i, j] * x_j`, `alph
 per-channel vector initialised to `alpha` on the diagonal and `beta` elsewhere
 (docs/reference_notes.md#cross-stitch-and-nddr-cnn). The reference initialises the task
 networks from trained single-task models; see `config.model.single_task_checkpoints`
-(`mtnets.porting.single_task`).
+(`mtnets.train.warm_start`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ NDDR layer fuses the tasks: per task, `relu(BN(conv1x1(concat_j x_j)))` back to 
 to `alpha * I` on the task's own block and `beta * I` on the others
 (docs/reference_notes.md#cross-stitch-and-nddr-cnn). The
 reference initialises the task networks from trained single-task models; see
-`config.model.single_task_checkpoints` (`mtnets.porting.single_task`).
+`config.model.single_task_checkpoints` (`mtnets.train.warm_start`).
 """
 
 from __future__ import annotations

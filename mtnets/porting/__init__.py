@@ -6,8 +6,8 @@
   cross-stitch and NDDR-CNN family from `mtnets.porting.mtan`.
 - `mtnets.porting.imagenet`: ImageNet backbone checkpoints (torchvision ResNet, timm and
   HRNet-Image-Classification HRNets) for `config.model.pretrained`.
-- `mtnets.porting.single_task`: the task networks of cross-stitch and NDDR-CNN from single-task
-  runs or MTL single-task checkpoints (`config.model.single_task_checkpoints`).
+
+Applying them at the start of a run (reading files and workdirs) is `mtnets.train.warm_start`.
 """
 
 from __future__ import annotations

@@ -161,7 +161,7 @@ def restore_variables(workdir: str, step: int | None = None) -> dict[str, Any]:
     Only those two parts of the saved `TrainState` are read (orbax partial restore; the
     optimizer state, often twice the parameters, stays on disk); their tree, shapes and dtypes
     come from the checkpoint's metadata. For initialising another model from a trained one
-    (`mtnets.porting.single_task`). A workdir without checkpoints or a missing step is a
+    (`mtnets.train.warm_start`). A workdir without checkpoints or a missing step is a
     FileNotFoundError naming the directory.
     """
     directory = os.path.join(os.path.abspath(workdir), "checkpoints")

@@ -21,9 +21,8 @@ from mtnets.data.builders.class_names import class_names
 from mtnets.data.pipeline import InputPipeline
 from mtnets.metrics.edge_benchmark import DEFAULT_MAX_DIST, MAX_DIST, EdgeBenchmark
 from mtnets.models import create_model, input_divisor
-from mtnets.porting.imagenet import load_pretrained
 from mtnets.tasks import task_specs
-from mtnets.train import checkpointing, workdir_lock
+from mtnets.train import checkpointing, warm_start, workdir_lock
 from mtnets.train.evaluate import evaluate, prediction_picture, with_delta_m, write_results
 from mtnets.train.optim import create_optimizer, create_schedule, milestones
 from mtnets.train.state import create_train_state
@@ -78,35 +77,14 @@ class Experiment:
         )
 
     def initial_state(self):
-        """A fresh state; the backbone from `config.model.pretrained` (ImageNet) if given; the
+        """A fresh state with the warm starts of the config (`mtnets.train.warm_start`): the
         task networks of cross-stitch / NDDR-CNN from `config.model.single_task_checkpoints`
-        (read and checked before `_init` compiles; see `mtnets.porting.single_task`)."""
-        from mtnets.porting import single_task
-
-        singles = single_task.read_single_task_variables(
-            self.config, self.abstract_state.variables()
-        )
+        (read and checked before `init` compiles), or the ImageNet backbone of
+        `config.model.pretrained`."""
+        abstract = self.abstract_state.variables()
+        singles = warm_start.read_single_task_variables(self.config, abstract)  # fails early
         state = self._init(self._seed)
-        if not singles and weights.pretrained_path(self.config):
-            variables = load_pretrained(
-                self.config, {"params": state.params, "batch_stats": state.batch_stats}
-            )
-            state = state.replace(
-                params=jax.device_put(variables["params"], self.state_shardings.params),
-                batch_stats=jax.device_put(
-                    variables["batch_stats"], self.state_shardings.batch_stats
-                ),
-            )
-            logging.info("Backbone initialised from %s.", weights.pretrained_path(self.config))
-        if singles:
-            variables = single_task.initialise(state.variables(), singles)
-            state = state.replace(
-                params=jax.device_put(variables["params"], self.state_shardings.params),
-                batch_stats=jax.device_put(
-                    variables["batch_stats"], self.state_shardings.batch_stats
-                ),
-            )
-        return state
+        return warm_start.warm_start(self.config, state, self.state_shardings, singles)
 
     def evaluate(
         self, state, workdir: str, step: int, writer=None, *, final: bool = True

@@ -18,9 +18,10 @@ from flax.traverse_util import flatten_dict
 from configs.synthetic.tiny import get_config
 from mtnets import config_utils
 from mtnets.models.mtan import create_mtan_model
-from mtnets.porting import mtl, single_task
+from mtnets.porting import mtl
 from mtnets.porting.mtan import single_task_state_dicts, variables_from_reference
 from mtnets.train import checkpointing
+from mtnets.train import warm_start as single_task
 from mtnets.train.loop import Experiment
 
 TASKS = ("semseg", "depth")

@@ -1,4 +1,6 @@
-"""Cross-stitch and NDDR-CNN task networks initialised from trained single-task networks.
+"""Warm starts of a fresh train state: ImageNet backbones and, for cross-stitch and NDDR-CNN,
+task networks from trained single-task networks (`warm_start`). Reading files and workdirs
+happens here; the conversions are `mtnets.porting`'s.
 
 The MTL reference builds both models out of trained single-task models: for every task it loads
 `<root>/<db>/<backbone>/single_task/<task>/best_model.pth.tar` into a `SingleTaskModel` and
@@ -31,6 +33,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 from absl import logging
@@ -167,7 +170,7 @@ def _read(config, task: str, path: str) -> tuple[dict[str, Any], str]:
 
 def _read_workdir(task: str, path: str) -> tuple[dict[str, Any], str]:
     """`<workdir>` (latest checkpoint) or `<workdir>/checkpoints/<step>`."""
-    from mtnets.train import checkpointing  # only the trainer's module talks to orbax
+    from mtnets.train import checkpointing  # imported here: it loads orbax
 
     path = os.path.normpath(path)
     parent, name = os.path.split(path)
@@ -242,3 +245,24 @@ def _fitted(config, task: str, path: str, variables, abstract) -> dict[str, Any]
             f"backbone={config.model.backbone}."
         )
     return out
+
+
+def warm_start(config, state, state_shardings, singles: Mapping[str, Any]):
+    """`state` (fresh from `init`) with the warm starts `config` asks for: the task networks of
+    cross-stitch / NDDR-CNN from `singles` (`read_single_task_variables`, called before `init`
+    compiles so that a bad file fails early), or else the backbone from the ImageNet file of
+    `config.model.pretrained`."""
+    from mtnets import weights
+    from mtnets.porting.imagenet import load_pretrained
+
+    if singles:
+        variables = initialise(state.variables(), singles)
+    elif weights.pretrained_path(config):
+        variables = load_pretrained(config, state.variables())
+        logging.info("Backbone initialised from %s.", weights.pretrained_path(config))
+    else:
+        return state
+    return state.replace(
+        params=jax.device_put(variables["params"], state_shardings.params),
+        batch_stats=jax.device_put(variables["batch_stats"], state_shardings.batch_stats),
+    )
