@@ -13,6 +13,7 @@ from mtnets.train.loop import create_optimizer, create_schedule
 from mtnets.train.state import create_train_state
 from mtnets.train.step import compile_steps
 from mtnets.weighting import create_weighting
+from tests.train.toy_models import ToyNet
 
 HEIGHT, WIDTH = 32, 40
 
@@ -110,27 +111,6 @@ def test_batch_size_not_divisible_by_devices_is_an_error():
         sharding.local_batch_size(jax.device_count() + 1, mesh)
 
 
-class _ToyModel(nn.Module):
-    """A two-layer "backbone" and a 1x1 head per task: compiles in a second, unlike the tiny
-    ResNet, and has the `backbone/<module>` layout the weighting's `shared_path` expects."""
-
-    channels: dict
-
-    @nn.compact
-    def __call__(self, images, train=False):
-        x = nn.relu(nn.Conv(8, (3, 3), name="conv1")(images))
-        x = nn.relu(nn.Conv(8, (3, 3), name="conv2")(x))
-        return {t: nn.Conv(c, (1, 1), name=f"head_{t}")(x) for t, c in self.channels.items()}
-
-
-class _ToyNet(nn.Module):
-    channels: dict
-
-    @nn.compact
-    def __call__(self, images, train=False):
-        return _ToyModel(self.channels, name="backbone")(images, train)
-
-
 def _strategy_run(overrides, steps=3, tasks=("semseg", "depth")):
     """`steps` SGD steps of a two-task toy model under the weighting in `overrides`."""
     config = get_config("optimizer.name=sgd,optimizer.learning_rate=0.05," + overrides)
@@ -138,7 +118,7 @@ def _strategy_run(overrides, steps=3, tasks=("semseg", "depth")):
     batches = [random_batch(config, 2, seed) for seed in range(steps)]
     mesh = sharding.create_mesh(1)
     specs = task_specs(config.tasks, config.dataset.name)
-    model = _ToyNet({t: s.channels for t, s in specs.items()})
+    model = ToyNet({t: s.channels for t, s in specs.items()})
     tx = create_optimizer(config, create_schedule(config))
     weighting = create_weighting(config, config.tasks, steps_per_epoch=1)
     init = jax.tree_util.Partial(

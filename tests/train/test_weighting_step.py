@@ -1,7 +1,7 @@
 """Weightings inside the jitted train step: FAMO's extra forward pass and a composed weighting,
 against NumPy transcriptions, with one compilation over several steps."""
 
-import flax.linen as nn
+
 import jax
 import numpy as np
 
@@ -13,6 +13,7 @@ from mtnets.train.state import create_train_state
 from mtnets.train.step import compile_steps, task_losses
 from mtnets.weighting import create_weighting
 from mtnets.weighting.pcgrad import random_orders
+from tests.train.toy_models import ToyNet
 
 HEIGHT, WIDTH, LR = 16, 20, 0.05
 TASKS = ("semseg", "depth")
@@ -21,28 +22,6 @@ PLAIN_SGD = (
     "optimizer.name=sgd,optimizer.momentum=0.0,optimizer.weight_decay=0.0,"
     f"optimizer.learning_rate={LR},schedule.name=constant,"
 )
-
-
-class _Toy(nn.Module):
-    """Two shared convolutions ("backbone") and a 1x1 head per task."""
-
-    channels: dict
-
-    @nn.compact
-    def __call__(self, images, train=False):
-        x = nn.relu(nn.Conv(4, (3, 3), name="conv1")(images))
-        x = nn.relu(nn.Conv(4, (3, 3), name="conv2")(x))
-        return {t: nn.Conv(c, (1, 1), name=f"head_{t}")(x) for t, c in self.channels.items()}
-
-
-class _Net(nn.Module):
-    """The toy under `backbone`, the layout `shared_path` points into."""
-
-    channels: dict
-
-    @nn.compact
-    def __call__(self, images, train=False):
-        return _Toy(self.channels, name="backbone")(images, train)
 
 
 def _batch(seed):
@@ -62,7 +41,7 @@ def _run(overrides, steps):
     config = get_config(PLAIN_SGD + overrides)
     config.tasks = TASKS
     specs = task_specs(TASKS, config.dataset.name)
-    model = _Net({t: s.channels for t, s in specs.items()})
+    model = ToyNet({t: s.channels for t, s in specs.items()}, width=4)
     tx = create_optimizer(config, create_schedule(config))
     weighting = create_weighting(config, TASKS, steps_per_epoch=1)
     mesh = sharding.create_mesh(1)
@@ -127,7 +106,7 @@ def test_dwa_then_pcgrad_step_equals_the_numpy_transcription():
 
     before, after, batch = states[2], states[3], batches[2]
     specs = task_specs(TASKS, get_config().dataset.name)
-    model = _Net({t: s.channels for t, s in specs.items()})
+    model = ToyNet({t: s.channels for t, s in specs.items()}, width=4)
 
     def task_loss(params, task):
         predictions = model.apply({"params": params}, batch["image"], train=True)
