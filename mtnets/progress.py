@@ -75,12 +75,18 @@ class Progress:
         self._log(0, self._start)
         return self
 
+    def due(self, done: int, t: float | None = None) -> bool:
+        """Whether `self(done, t)` would log a line: a caller can make `done` exact (e.g. wait
+        for the device) only then, instead of at every unit."""
+        t = time.monotonic() if t is None else t
+        finished = self.total is not None and done >= self.total
+        return finished or t - self._last_line >= self.every_secs
+
     def __call__(self, done: int, t: float | None = None) -> None:
         if self._start is None:
             self.start()
         t = time.monotonic() if t is None else t
-        finished = self.total is not None and done >= self.total
-        if finished or t - self._last_line >= self.every_secs:
+        if self.due(done, t):
             self._log(done, t)
 
     def _log(self, done: int, t: float) -> None:

@@ -46,3 +46,11 @@ def test_logged_yields_everything_and_reports_the_end(caplog):
     assert items == list(range(7))
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("Building x train: 7/7 examples (100%)") for m in messages)
+
+
+def test_due_says_when_a_line_would_be_logged():
+    report = progress.Progress("Work", 5, unit="items", every_secs=10.0).start()
+    t0 = report._start
+    assert not report.due(1, t0 + 1.0)  # 1 s after the first line
+    assert report.due(2, t0 + 10.5)  # more than every_secs later
+    assert report.due(5, t0 + 2.0)  # the end is always reported

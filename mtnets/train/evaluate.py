@@ -69,7 +69,8 @@ def evaluate(
                 _local_rows(batch["edge"]),
                 _local_rows(batch["mask"]),
             )
-        jax.block_until_ready(merged)  # so that the progress rate counts finished batches
+        if progress.due(done):  # wait for the device only when a line reports the rate
+            jax.block_until_ready(merged)
         progress(done)
     if edge_benchmark is not None:
         edge_benchmark.finish()  # waits for the images its worker processes are scoring
