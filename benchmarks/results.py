@@ -23,13 +23,13 @@ whose inputs failed are left out. Seed 0 of every model runs before seed 1, so a
 covers every model. At the end, or with `--report` alone, the results are aggregated into
 `<out>/results.json` (every number), `<out>/results.md` (mean ± std over seeds) and PNG plots.
 
-Budget (`SCALES`; the same for every model): `--scale cpu` (the default) trains 400 steps of
-batch 8 at the stored 128x160 (1.6 epochs of the 2000 training images), Adam 2e-3 with poly
-decay, evaluates on the first 100 validation images every 100 steps, with the edge benchmark
-(ODS F) at the final evaluation only. Measured on a shared 2-vCPU machine (see
-docs/results.md): 3 seeds of the 28 models fit in about 3 hours with `--jobs 2` on an idle
-2-core CPU. `--scale full` (a GPU/TPU) trains 4000 steps of batch 16 on all 300 validation
-images, with PAD-Net at the reference's width.
+Budget (`SCALES`; the same for every model): `--scale cpu` (the default) trains 600 steps of
+batch 8 on `synthetic_scenes/small` (the default scenes rendered at 64x96; 2.4 epochs of the
+2000 training images), Adam 2e-3 with poly decay, evaluates on the 300 validation images every
+150 steps, with the edge benchmark (ODS F) at the final evaluation only. It is sized to fit a
+2-core CPU in about 3 hours with `--jobs 2` (docs/results.md has the measured time).
+`--scale full` (a GPU/TPU) trains 5000 steps of batch 16 at the stored 128x160 on all 300
+validation images, with PAD-Net and the DeepLab heads at the reference's width.
 
 Delta_m (MTL's definition, `mtnets.metrics.delta_m`, percent) of each seed is taken against
 the mean over seeds of the single-task networks of the same backbone; the table gives its mean
@@ -75,12 +75,17 @@ WEIGHTINGS = ("equal", "dwa", "uncertainty", "gradnorm", "pcgrad", "rlw", "famo"
 # CPU budget).
 SCALES = {
     "cpu": dict(
-        steps=300, batch=8, eval_split="validation[:100]", pad_net_width=32, deeplab_width=64
+        dataset="small", size="64x96", steps=600, batch=8, eval_split="validation",
+        pad_net_width=32, deeplab_width=64,
     ),
-    "full": dict(steps=5000, batch=16, eval_split="validation", pad_net_width=0, deeplab_width=0),
+    "full": dict(
+        dataset="default", size="128x160", steps=5000, batch=16, eval_split="validation",
+        pad_net_width=0, deeplab_width=0,
+    ),
     # A few steps on a few images: checks that every model runs (not a result).
     "smoke": dict(
-        steps=4, batch=2, eval_split="validation[:4]", pad_net_width=16, deeplab_width=16
+        dataset="default", size="128x160", steps=4, batch=2, eval_split="validation[:4]",
+        pad_net_width=16, deeplab_width=16,
     ),
 }
 
@@ -108,6 +113,7 @@ def get_config(arg: str | None = None):
     config.eval_every_steps = budget["steps"] // 4
     config.checkpoint_every_steps = budget["steps"] // 4
     config.keep_checkpoints = 1
+    config.dataset.config = budget["dataset"]
     config.dataset.eval_split = budget["eval_split"]
     config.eval.edge_benchmark = "final"
     # DWA's period: a fifteenth of the run instead of an epoch (250 steps at batch 8), else a
@@ -633,7 +639,7 @@ def plot_train_losses(losses: dict, runs: list[Run], path: str, budget: str) -> 
 
 def budget_text(scale: str, seeds: int) -> str:
     b = SCALES[scale]
-    return (f"scale {scale}: {b['steps']} steps of batch {b['batch']} at 128x160, "
+    return (f"scale {scale}: {b['steps']} steps of batch {b['batch']} at {b['size']}, "
             f"eval on {b['eval_split']}, {seeds} seeds")
 
 

@@ -90,6 +90,14 @@ class SyntheticScenes(tfds.core.GeneratorBasedBuilder):
             description="128x160 images, 2,000 train and 300 validation examples.",
         ),
         SyntheticScenesConfig(
+            name="small",
+            description="64x96 images (the scenes of `default` at half the resolution, with a "
+            "wider aspect so that both sides divide by 32), 2,000 train and 300 validation "
+            "examples: the CPU results table.",
+            height=64,
+            width=96,
+        ),
+        SyntheticScenesConfig(
             name="tiny",
             description="32x40 images, 24 train and 8 validation examples, for tests.",
             height=32,
