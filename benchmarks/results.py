@@ -56,7 +56,7 @@ if ROOT not in sys.path:  # as a config file, this module imports `configs.defau
     sys.path.insert(0, ROOT)
 
 TASKS = ("semseg", "depth", "normals", "edge", "sal", "human_parts")
-# The metric shown per task (higher is better: +1). Delta_m uses `DELTA_M_METRICS` instead
+# The metric shown per task (higher is better: +1). Delta_m uses each task's `delta_m` instead
 # (sal: mIoU there, as the MTL repo).
 TABLE_METRICS = {
     "semseg": ("mIoU", +1),

@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 
 from mtnets.models.layers import resize
-from mtnets.tasks import TaskSpec
+from mtnets.tasks import Task
 
-LossFn = Callable[[TaskSpec, jax.Array, jax.Array, jax.Array], jax.Array]
+LossFn = Callable[[Task, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
 def prediction_terms(outputs: Mapping[str, Any], task: str) -> list[jax.Array]:
@@ -39,7 +39,7 @@ def prediction_terms(outputs: Mapping[str, Any], task: str) -> list[jax.Array]:
 
 
 def task_losses(
-    specs: Mapping[str, TaskSpec],
+    specs: Mapping[str, Task],
     outputs: Mapping[str, Any],
     batch: Mapping[str, jax.Array],
     loss_fn: LossFn,

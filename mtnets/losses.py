@@ -1,12 +1,13 @@
 """Per-task dense prediction losses with validity masks.
 
 Every loss takes `(prediction, target, mask)` with `mask` a bool `[B, H, W]` of the pixels that
-count: the caller builds it from `TaskSpec.valid_mask(target)` AND a per-example padding mask.
+count: the caller builds it from `Task.valid_mask(target)` AND a per-example padding mask.
 Predictions are cast to float32 first, so bf16 models get float32 losses, and each loss returns
 a float32 scalar. A mask with no valid pixel gives 0 (never NaN), so padded or label-less batches
 are harmless, and the gradients stay finite there too.
 
-Two conventions, picked by name in `task_loss` (`config.loss.convention`):
+Two conventions (`config.loss.convention`); each task names its loss under each one
+(`mtnets.tasks.Task.losses`), `task_loss` applies it:
 
 - "mtl": the MTL reference (SimonVandenhende/Multi-Task-Learning-PyTorch,
   `MTL:losses/loss_functions.py`): cross-entropy with ignore 255, masked L1 depth, L1 on the
@@ -25,12 +26,10 @@ would drop it, a measure-zero event for unit normals).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 
-from mtnets.tasks import TaskSpec
+from mtnets.tasks import Task
 
 # The edge loss's positive-pixel weight in every MTL config (`edge_w: 0.95`).
 EDGE_POS_WEIGHT = 0.95
@@ -190,49 +189,13 @@ def normals_cosine(pred: jnp.ndarray, target: jnp.ndarray, mask: jnp.ndarray) ->
     return jnp.where(any_valid, 1.0 - _masked_mean(cosine, mask), 0.0)
 
 
-LossFn = Callable[[jnp.ndarray, jnp.ndarray, jnp.ndarray], jnp.ndarray]
-
-
-def _mtl_losses(edge_pos_weight: float) -> dict[str, LossFn]:
-    """The MTL repo's loss per task name (`get_loss` in `MTL:utils/common_config.py`)."""
-
-    def edge(p: jnp.ndarray, t: jnp.ndarray, m: jnp.ndarray) -> jnp.ndarray:
-        return balanced_bce(p, t, m, pos_weight=edge_pos_weight)
-
-    def sal(p: jnp.ndarray, t: jnp.ndarray, m: jnp.ndarray) -> jnp.ndarray:
-        return balanced_bce(p, t, m, pos_weight=None)
-
-    return {
-        "semseg": cross_entropy,
-        "human_parts": cross_entropy,
-        "depth": depth_l1,
-        "normals": normals_l1,
-        "edge": edge,
-        "sal": sal,
-    }
-
-
-def _lorenmt_losses(edge_pos_weight: float) -> dict[str, LossFn]:
-    """lorenmt/mtan's loss per task (`model_fit` in `MTAN:im2im_pred/utils.py:14-32`); edge and
-    saliency, which lorenmt does not have, keep the MTL losses."""
-    return {
-        **_mtl_losses(edge_pos_weight),
-        "semseg": nll_log_softmax,
-        "human_parts": nll_log_softmax,
-        "depth": depth_l1_lorenmt,
-        "normals": normals_cosine,
-    }
-
-
-# Convention name -> factory of {task name: loss}; `task_loss` picks it by name.
-CONVENTIONS: dict[str, Callable[[float], dict[str, LossFn]]] = {
-    "mtl": _mtl_losses,
-    "lorenmt": _lorenmt_losses,
-}
+# The loss conventions (`config.loss.convention`); each task states its loss under each one
+# (`Task.losses`).
+CONVENTIONS = ("mtl", "lorenmt")
 
 
 def task_loss(
-    spec: TaskSpec,
+    spec: Task,
     prediction: jnp.ndarray,
     target: jnp.ndarray,
     mask: jnp.ndarray,
@@ -240,12 +203,12 @@ def task_loss(
     edge_pos_weight: float = EDGE_POS_WEIGHT,
     convention: str = "mtl",
 ) -> jnp.ndarray:
-    """The loss of task `spec.name` under `convention`, a float32 scalar.
+    """The loss of task `spec` under `convention`, a float32 scalar.
 
     Args:
-      spec: the task; its name picks the loss (semseg/human_parts: cross-entropy, depth: L1,
-        normals: normalised L1, edge: balanced BCE with `edge_pos_weight`, sal: balanced BCE
-        with the batch-adaptive weight).
+      spec: the task; its `loss_fn` picks the loss (semseg/human_parts: cross-entropy, depth:
+        L1, normals: normalised L1, edge: balanced BCE with `edge_pos_weight`, sal: balanced
+        BCE with the batch-adaptive weight).
       prediction: the head output `[B, H, W, spec.channels]`.
       target: the labels as described in `mtnets.tasks`.
       mask: bool `[B, H, W]`, valid AND non-padded pixels.
@@ -254,7 +217,5 @@ def task_loss(
         raise ValueError(
             f"Unknown config.loss.convention {convention!r}; known: {', '.join(CONVENTIONS)}."
         )
-    losses = CONVENTIONS[convention](edge_pos_weight)
-    if spec.name not in losses:
-        raise ValueError(f"No {convention!r} loss for task {spec.name!r}.")
-    return losses[spec.name](prediction, target, mask)
+    loss = spec.loss_fn(convention, edge_pos_weight=edge_pos_weight)
+    return loss(prediction, target, mask)

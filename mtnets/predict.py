@@ -24,6 +24,7 @@ import numpy as np
 from absl import logging
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mtnets import tasks as tasks_lib
 from mtnets import visualize
 from mtnets.data import normalization
 from mtnets.data import resize as resize_lib
@@ -179,7 +180,7 @@ def arrays_of(prediction: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     out = {}
     for task, raw in prediction.items():
         label = visualize.to_label(task, raw)
-        if task in visualize.CLASSIFICATION_TASKS:
+        if tasks_lib.get_task(task).is_classification:
             out[task] = label.astype(np.uint8 if raw.shape[-1] <= 256 else np.int32)
         else:
             out[task] = np.asarray(label, np.float32)

@@ -18,7 +18,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from mtnets.tasks import IGNORE_LABEL
+from mtnets import tasks as tasks_lib
+from mtnets.tasks import IGNORE_LABEL, Task
+from mtnets.tasks.base import squeeze_channel as _squeeze_channel
 
 GAP = 2  # Separator width in pixels.
 GAP_COLOR = 255  # White separators.
@@ -65,11 +67,6 @@ def _depth_lut(size: int = 256) -> np.ndarray:
 
 
 DEPTH_LUT = _depth_lut()
-
-
-def _squeeze_channel(array: np.ndarray) -> np.ndarray:
-    """`[H, W, 1]` -> `[H, W]`; other shapes unchanged."""
-    return array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
 
 
 def colorize_labels(labels: np.ndarray, num_classes: int | None = None) -> np.ndarray:
@@ -132,52 +129,37 @@ def colorize_probability(prob: np.ndarray) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
+def _task(task: str | Task) -> Task:
+    """A task object from a task or the name of a registered one."""
+    return task if isinstance(task, Task) else tasks_lib.get_task(task)
+
+
 def colorize(
-    task: str,
+    task: str | Task,
     array: np.ndarray,
     *,
     num_classes: int | None = None,
     vmin: float | None = None,
     vmax: float | None = None,
 ) -> np.ndarray:
-    """uint8 `[H, W, 3]` picture of one task's label map (a target, or `to_label` of an output).
+    """uint8 `[H, W, 3]` picture of one task's label map (a target, or `to_label` of an output),
+    as the task draws it (`Task.picture`).
 
     semseg/human_parts: int ids `[H, W]` in a fixed palette, ignore (255) black; `num_classes`
     only validates the ids. depth: `[H, W]` through a viridis-like map over [vmin, vmax],
     invalid black. normals: `[H, W, 3]` as (n + 1) / 2, zero black. edge/sal: `[H, W]` in
     [0, 1] as grey.
     """
-    if task in ("semseg", "human_parts"):
-        return colorize_labels(array, num_classes)
-    if task == "depth":
-        return colorize_depth(array, vmin, vmax)
-    if task == "normals":
-        return colorize_normals(array)
-    if task in ("edge", "sal"):
-        return colorize_probability(array)
-    raise ValueError(f"Cannot colorize unknown task {task!r}.")
+    return _task(task).picture(array, num_classes=num_classes, vmin=vmin, vmax=vmax)
 
 
-def to_label(task: str, prediction: np.ndarray) -> np.ndarray:
-    """What `colorize` takes, from a raw head output `[H, W, C]`.
+def to_label(task: str | Task, prediction: np.ndarray) -> np.ndarray:
+    """What `colorize` takes, from a raw head output `[H, W, C]` (`Task.label_from_prediction`).
 
     Classification: argmax ids `[H, W]`; edge/sal: sigmoid probability `[H, W]`; depth: the
     channel `[H, W]`; normals: the unit vector `[H, W, 3]` (zero stays zero).
     """
-    prediction = np.asarray(prediction, dtype=np.float64)
-    if task in ("semseg", "human_parts"):
-        return np.argmax(prediction, axis=-1).astype(np.int32)
-    if task in ("edge", "sal"):
-        # exp(-|x|) form: a sigmoid that does not overflow for large negative logits.
-        x = prediction[..., 0]
-        e = np.exp(-np.abs(x))
-        return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-    if task == "depth":
-        return prediction[..., 0]
-    if task == "normals":
-        norm = np.linalg.norm(prediction, axis=-1, keepdims=True)
-        return prediction / np.maximum(norm, 1e-12)
-    raise ValueError(f"Cannot read a label from unknown task {task!r}.")
+    return _task(task).label_from_prediction(prediction)
 
 
 def _image_to_uint8(image: np.ndarray) -> np.ndarray:
@@ -212,15 +194,25 @@ def _vconcat(rows: Sequence[np.ndarray], gap: int) -> np.ndarray:
 
 
 def _task_tiles(task: str, target: np.ndarray, prediction: np.ndarray) -> list[np.ndarray]:
-    """[ground truth, prediction] pictures of one example; depth shares one value range."""
-    label = to_label(task, prediction)
-    if task == "depth":
-        target = _squeeze_channel(np.asarray(target))
-        low, high = depth_range(target, np.where(target > 0, label, 0.0))
-        if not np.any(target > 0):
-            low, high = depth_range(label)
-        return [colorize_depth(target, low, high), colorize_depth(label, low, high)]
-    return [colorize(task, target), colorize(task, label)]
+    """[ground truth, prediction] pictures of one example; value maps (depth) share one
+    value range."""
+    spec = _task(task)
+    label = spec.label_from_prediction(prediction)
+    if spec.colour_bar is not None:
+        low, high = _shared_range(target, label)
+        return [spec.picture(target, vmin=low, vmax=high), spec.picture(label, vmin=low, vmax=high)]
+    return [spec.picture(target), spec.picture(label)]
+
+
+def _shared_range(target: np.ndarray | None, label: np.ndarray) -> tuple[float, float]:
+    """The value range of a value map's picture: that of the valid target and the prediction
+    at its pixels, or the prediction's alone without a valid target."""
+    if target is None:
+        return depth_range(label)
+    target = _squeeze_channel(np.asarray(target))
+    if not np.any(target > 0):
+        return depth_range(label)
+    return depth_range(target, np.where(target > 0, label, 0.0))
 
 
 def prediction_grid(
@@ -266,37 +258,32 @@ def save_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
 
 # ===========================================================================================
 # Figures people can read (matplotlib, drawn off-screen with Agg: no display is needed).
-CLASSIFICATION_TASKS = ("semseg", "human_parts")
 TILE_INCHES = 1.8  # height of one picture in a figure
-ERROR_TITLES = {
-    "depth": "abs. error (m)",
-    "normals": "angle error (deg)",
-    "semseg": "wrong pixels",
-    "human_parts": "wrong pixels",
-    "edge": "|probability - label|",
-    "sal": "|probability - label|",
-}
 
 
-def error_map(task: str, target: np.ndarray, label: np.ndarray) -> np.ndarray:
+class _ErrorTitles(Mapping):
+    """task name -> the title over its error maps (`Task.error_title`), for every registered
+    task."""
+
+    def __getitem__(self, task: str) -> str:
+        return tasks_lib.get_task(task).error_title
+
+    def __iter__(self):
+        return iter(tasks_lib.TASKS)
+
+    def __len__(self) -> int:
+        return len(tasks_lib.TASKS)
+
+
+ERROR_TITLES = _ErrorTitles()
+
+
+def error_map(task: str | Task, target: np.ndarray, label: np.ndarray) -> np.ndarray:
     """float `[H, W]` error of a prediction `label` (from `to_label`) against `target`; NaN where
-    the target is invalid. depth: |prediction - target| in metres; normals: the angle between
-    the unit vectors in degrees; semseg/human_parts: 1 on wrong pixels, 0 on right ones;
-    edge/sal: |probability - label|."""
-    target = np.asarray(target)
-    if task == "normals":
-        valid = np.any(target != 0, axis=-1)
-        unit = target / np.maximum(np.linalg.norm(target, axis=-1, keepdims=True), 1e-12)
-        cosine = np.clip(np.sum(unit * np.asarray(label, np.float64), axis=-1), -1.0, 1.0)
-        return np.where(valid, np.degrees(np.arccos(cosine)), np.nan)
-    target = _squeeze_channel(target)
-    if task in CLASSIFICATION_TASKS:
-        return np.where(target == IGNORE_LABEL, np.nan, (label != target).astype(np.float64))
-    if task == "depth":
-        return np.where(target > 0, np.abs(np.asarray(label, np.float64) - target), np.nan)
-    if task in ("edge", "sal"):
-        return np.abs(np.asarray(label, np.float64) - target)
-    raise ValueError(f"No error map for unknown task {task!r}.")
+    the target is invalid (`Task.error_map`). depth: |prediction - target| in metres; normals:
+    the angle between the unit vectors in degrees; semseg/human_parts: 1 on wrong pixels, 0 on
+    right ones; edge/sal: |probability - label|."""
+    return _task(task).error_map(target, label)
 
 
 def _error_summary(task: str, error: np.ndarray) -> str:
@@ -304,10 +291,10 @@ def _error_summary(task: str, error: np.ndarray) -> str:
     valid = error[np.isfinite(error)]
     if valid.size == 0:
         return "no valid pixel"
-    if task in CLASSIFICATION_TASKS:
+    spec = _task(task)
+    if spec.is_classification:
         return f"{100.0 * valid.mean():.1f}% wrong"
-    unit = {"depth": " m", "normals": " deg"}.get(task, "")
-    return f"mean {valid.mean():.3g}{unit}"
+    return f"mean {valid.mean():.3g}{spec.error_unit}"
 
 
 def _columns(tasks: Sequence[str], with_truth: bool) -> list[tuple[str | None, str]]:
@@ -353,7 +340,7 @@ def prediction_figure(
     images = np.asarray(images)
     count, height, width = images.shape[:3]
     columns = _columns(tasks, targets is not None)
-    legend_tasks = [t for t in tasks if t in CLASSIFICATION_TASKS]
+    legend_tasks = [t for t in tasks if _task(t).is_classification]
     labels = [{t: to_label(t, predictions[t][row]) for t in tasks} for row in range(count)]
     truth = [
         {t: np.asarray(targets[t][row]) for t in tasks} if targets is not None else {}
@@ -405,26 +392,22 @@ def _legend_columns(entries: int) -> int:
 
 
 def _draw_label(figure, ax, task, kind, shown, target, label) -> None:
-    """A ground truth or a prediction; depth with a colour bar over the row's shared range."""
-    if task != "depth":
-        ax.imshow(colorize(task, shown), interpolation="nearest")
+    """A ground truth or a prediction; value maps (depth) with a colour bar over the row's
+    shared range."""
+    spec = _task(task)
+    if spec.colour_bar is None:
+        ax.imshow(spec.picture(shown), interpolation="nearest")
         return
     import matplotlib
 
-    if target is not None:
-        target = _squeeze_channel(target)
-        low, high = depth_range(target, np.where(target > 0, label, 0.0))
-        if not np.any(target > 0):
-            low, high = depth_range(label)
-    else:
-        low, high = depth_range(label)
+    low, high = _shared_range(target, label)
     shown = _squeeze_channel(np.asarray(shown, np.float64))
     masked = np.ma.masked_where(~(np.isfinite(shown) & (shown > 0)), shown)
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="black")
     image = ax.imshow(masked, cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
     if kind == "prediction":
         bar = figure.colorbar(image, ax=ax, shrink=0.9)
-        bar.set_label("depth (m)", fontsize=7)
+        bar.set_label(spec.colour_bar, fontsize=7)
         bar.ax.tick_params(labelsize=7)
 
 
@@ -433,12 +416,15 @@ def _draw_error(figure, ax, task, error) -> None:
     import matplotlib
 
     masked = np.ma.masked_invalid(error)
-    if task in CLASSIFICATION_TASKS:
+    spec = _task(task)
+    if spec.is_classification:
         cmap = matplotlib.colors.ListedColormap(["#d9d9d9", "#d62728"]).with_extremes(bad="black")
         ax.imshow(masked, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     else:
         cmap = matplotlib.colormaps["magma"].with_extremes(bad="black")
-        top = {"edge": 1.0, "sal": 1.0}.get(task, float(np.nanmax(error)) if masked.count() else 1)
+        top = spec.error_max
+        if top is None:
+            top = float(np.nanmax(error)) if masked.count() else 1
         image = ax.imshow(masked, cmap=cmap, vmin=0, vmax=max(top, 1e-6), interpolation="nearest")
         figure.colorbar(image, ax=ax, shrink=0.9).ax.tick_params(labelsize=7)
     ax.set_xlabel(_error_summary(task, error), fontsize=7)

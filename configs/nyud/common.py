@@ -29,6 +29,7 @@ import ml_collections
 
 from configs.default import get_config as default_config
 from mtnets.config_utils import apply_overrides, checkpoints_field
+from mtnets.tasks import MTL_TASK_ORDER
 
 # Reference backbone directory -> (our backbone, head, dilated).
 DIRECTORIES = {
@@ -38,7 +39,7 @@ DIRECTORIES = {
 }
 HRNETS = ("hrnet_w18_small_v2", "hrnet_w18", "hrnet_w48")
 # The reference's AUXILARY_TASKS order (`MTL:utils/config.py:15-86` appends in this order).
-TASK_ORDER = ("semseg", "human_parts", "sal", "normals", "edge", "depth")
+TASK_ORDER = MTL_TASK_ORDER
 
 
 def split_arg(arg: str | None, selectors: tuple[str, ...]) -> tuple[dict[str, str], str]:

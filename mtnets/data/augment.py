@@ -1,11 +1,12 @@
 """Joint augmentation of an image and its dense labels (TensorFlow ops, run inside tf.data).
 
-An example is a dict of `[H, W, C]` tensors: `image` (uint8 RGB) and one entry per task label
-(`semseg`, `human_parts`, `edge`, `sal` integer maps with C = 1; `depth` float32 with C = 1;
-`normals` float32 with C = 3). Every geometric transform is applied identically to all of them;
-the labels are resampled with nearest neighbours (a label is never blended), and the values
-that change meaning under a transform are corrected: depth is divided by the zoom factor and
-the x component of the normals flips sign with the image.
+An example is a dict of `[H, W, C]` tensors: `image` (uint8 RGB) and one entry per task label,
+keyed by the task's name (`semseg`, `human_parts`, `edge`, `sal` integer maps with C = 1;
+`depth` float32 with C = 1; `normals` float32 with C = 3). Every geometric transform is applied
+identically to all of them. Each label's task (`mtnets.tasks`) states how it is resampled
+(`Task.interpolation`: nearest neighbours, or smoothly with the image) and how its values
+change under a transform (`Task.flipped`, `rotated`, `zoomed`, `project`): depth is divided by
+the zoom factor, and the x component of the normals flips sign with the image.
 
 Randomness is stateless: every draw comes from a `seed` tensor (shape [2]) that the pipeline
 derives from the experiment seed and the example's position, so a run is reproducible and a
@@ -19,12 +20,32 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from mtnets import tasks as tasks_lib
 from mtnets.data import normalization
+
+
+def _is_label(key: str) -> bool:
+    return key != "image"
+
+
+def _nearest(key: str) -> bool:
+    """Whether field `key` is resampled with nearest neighbours (a label whose task says so);
+    the image and the other labels are blended."""
+    return _is_label(key) and tasks_lib.get_task(key).interpolation == "nearest"
+
+
+def _labels_corrected(fields: dict, correct) -> dict:
+    """`fields` with `correct(task, value)` applied to every label."""
+    return {
+        key: correct(tasks_lib.get_task(key), value) if _is_label(key) else value
+        for key, value in fields.items()
+    }
 
 
 def random_scale_crop(example: dict, seed, scale_min: float, scale_max: float) -> dict:
     """Crops a random window of 1/s of each side, s ~ U[scale_min, scale_max], and resizes it
-    back to the input size: a zoom-in by s at a random position. Depth is divided by s, as a
+    back to the input size: a zoom-in by s at a random position. Every label is resized with
+    nearest neighbours and corrected for the zoom (`Task.zoomed`): depth is divided by s, as a
     zoom by s makes the scene look s times closer (docs/reference_notes.md#datasets)."""
     height, width = example["image"].shape[:2]
     s_seed, y_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
@@ -37,27 +58,25 @@ def random_scale_crop(example: dict, seed, scale_min: float, scale_max: float) -
     out = {}
     for key, value in example.items():
         window = value[top : top + crop_h, left : left + crop_w]
-        method = "bilinear" if key == "image" else "nearest"
+        method = "nearest" if _is_label(key) else "bilinear"
         resized = tf.image.resize(window, (height, width), method=method)
         if key == "image":
             resized = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), value.dtype)
-        if key == "depth":
-            resized = resized / scale
         out[key] = tf.ensure_shape(resized, value.shape)
-    return out
+    return _labels_corrected(out, lambda task, value: task.zoomed(value, scale))
 
 
 def random_flip(example: dict, seed) -> dict:
-    """Mirrors everything left-right with probability 1/2; normals' x changes sign."""
+    """Mirrors everything left-right with probability 1/2 (`flip_left_right`)."""
     flip = tf.random.stateless_uniform([], seed) < 0.5
     return tf.cond(flip, lambda: flip_left_right(example), lambda: dict(example))
 
 
 def flip_left_right(example: dict) -> dict:
+    """Every field mirrored, each label corrected by its task (`Task.flipped`: normals' x
+    changes sign)."""
     out = {key: tf.reverse(value, axis=[1]) for key, value in example.items()}
-    if "normals" in out:
-        out["normals"] = out["normals"] * tf.constant([-1.0, 1.0, 1.0], tf.float32)
-    return out
+    return _labels_corrected(out, lambda task, value: task.flipped(value))
 
 
 def normalize_image(image) -> tf.Tensor:
@@ -90,7 +109,7 @@ def _uniform_int(seed, upper):
 # 1e-7 relative; `tests/data/test_augment.py`). The nearest warps use TensorFlow's projective
 # transform (cv2 rounds those coordinates in fixed point too; ties can differ). Everything else
 # (matrices, centres, fills, rounding, depth and normals corrections) follows the reference.
-NEAREST_FIELDS = ("semseg", "human_parts", "edge", "sal", "depth")
+# Which fields are nearest is each task's `interpolation`.
 
 # NYUD ScaleNRotate(rots=[0], scales=[1.0, 1.2, 1.5]) (`MTL:utils/common_config.py`).
 NYUD_SCALES = (1.0, 1.2, 1.5)
@@ -314,28 +333,27 @@ def scale_and_rotate(fields: dict, angle_deg, scale) -> dict:
     identity = tf.logical_and(tf.equal(angle_deg, 0.0), tf.equal(scale, 1.0))
     return tf.cond(
         identity,
-        lambda: {
-            k: v if k in NEAREST_FIELDS else tf.cast(v, tf.float32) for k, v in fields.items()
-        },
+        lambda: {k: v if _nearest(k) else tf.cast(v, tf.float32) for k, v in fields.items()},
         lambda: _warp_fields(fields, angle_deg, scale),
     )
 
 
 def _warp_fields(fields: dict, angle_deg, scale) -> dict:
-    """Label maps and depth warped with nearest neighbours, image and normals bicubically (one
-    warp of their channels stacked, so the taps and weights are computed once)."""
+    """Nearest labels (label maps, depth) warped with nearest neighbours, the image and smooth
+    labels (normals) bicubically (one warp of their channels stacked, so the taps and weights
+    are computed once); each label turned before (`Task.rotated`) and corrected for the zoom
+    after (`Task.zoomed`)."""
     shape = tf.shape(fields["image"])
     matrix = rotation_matrix(shape[0], shape[1], angle_deg, scale)
     transform = inverse_transform(matrix)
     out = {}
     for key, value in fields.items():
-        if key in NEAREST_FIELDS:
-            value = warp(value, transform, "nearest")
-            out[key] = value / tf.cast(scale, tf.float32) if key == "depth" else value
-    cubic = {k: tf.cast(v, tf.float32) for k, v in fields.items() if k not in NEAREST_FIELDS}
-    if "normals" in cubic:
-        cubic["normals"] = rotate_normals(cubic["normals"], angle_deg)
+        if _nearest(key):
+            out[key] = warp(value, transform, "nearest")
+    cubic = {k: tf.cast(v, tf.float32) for k, v in fields.items() if not _nearest(k)}
+    cubic = _labels_corrected(cubic, lambda task, value: task.rotated(value, angle_deg))
     out.update(_apply_stacked(cubic, lambda stacked: warp_affine_cubic(stacked, matrix)))
+    out = _labels_corrected(out, lambda task, value: task.zoomed(value, scale))
     return {key: out[key] for key in fields}
 
 
@@ -362,18 +380,18 @@ def resize_nearest_floor(value, size, float32_scale: bool = False) -> tf.Tensor:
 
 
 def fixed_resize(fields: dict, size) -> dict:
-    """FixedResize to `size` (h, w): label maps and depth nearest (cv2 INTER_NEAREST), image
-    and normals cv2 INTER_CUBIC (`resize_cubic`), then normals re-normalised
-    (`MTL:data/custom_transforms.py` FixedResize, `MTL:utils/helpers.py` fixed_resize)."""
+    """FixedResize to `size` (h, w): nearest labels (label maps, depth) cv2 INTER_NEAREST, the
+    image and smooth labels (normals) cv2 INTER_CUBIC (`resize_cubic`), then every label
+    projected back (`Task.project`: normals re-normalised) (`MTL:data/custom_transforms.py`
+    FixedResize, `MTL:utils/helpers.py` fixed_resize)."""
     out = {}
     for key, value in fields.items():
-        if key in NEAREST_FIELDS:
+        if _nearest(key):
             value = resize_nearest_floor(value, size)
             out[key] = tf.ensure_shape(value, (size[0], size[1], value.shape[-1]))
-    cubic = {k: tf.cast(v, tf.float32) for k, v in fields.items() if k not in NEAREST_FIELDS}
+    cubic = {k: tf.cast(v, tf.float32) for k, v in fields.items() if not _nearest(k)}
     out.update(_apply_stacked(cubic, lambda stacked: resize_cubic(stacked, size)))
-    if "normals" in out:
-        out["normals"] = renormalize(out["normals"])
+    out = _labels_corrected(out, lambda task, value: task.project(value))
     return {key: out[key] for key in fields}
 
 
@@ -404,10 +422,8 @@ def nyud_train(fields: dict, seed) -> dict:
 def nyud_finish(fields: dict) -> dict:
     """What the NYUD train and test transforms end with: FixedResize to the stored 480x640 (a
     copy in cv2) with the normals re-normalised, and the image as `astype(uint8)` reads it."""
-    out = dict(fields)
+    out = _labels_corrected(fields, lambda task, value: task.project(value))
     out["image"] = to_uint8_range(fields["image"])
-    if "normals" in out:
-        out["normals"] = renormalize(out["normals"])
     return out
 
 
@@ -429,12 +445,14 @@ def pascal_train(fields: dict, seed, size) -> dict:
 
 
 def pascal_finish(fields: dict, size) -> dict:
-    """FixedResize to `size`, the image as `astype(uint8)` reads it, AddIgnoreRegions."""
+    """FixedResize to `size`, the image as `astype(uint8)` reads it, AddIgnoreRegions (maps of
+    tasks that are `unlabelled_when_empty`: human parts)."""
     out = fixed_resize(fields, size)
     out["image"] = to_uint8_range(out["image"])
-    if "human_parts" in out:
-        out["human_parts"] = parts_ignore_if_empty(out["human_parts"])
-    return out
+    return _labels_corrected(
+        out,
+        lambda task, value: parts_ignore_if_empty(value) if task.unlabelled_when_empty else value,
+    )
 
 
 def lorenmt_train(fields: dict, seed) -> dict:
@@ -458,8 +476,9 @@ def lorenmt_train(fields: dict, seed) -> dict:
 
 def scale_crop_align_corners(fields: dict, scale, top, left) -> dict:
     """The window of int(H / scale) x int(W / scale) at (top, left) resized back to H x W: image
-    and normals bilinear with align_corners=True (normals not re-normalised), label maps and
-    depth with PyTorch's 'nearest' (floor(dst * in / out) in float32); depth / scale."""
+    and smooth labels (normals) bilinear with align_corners=True (normals not re-normalised),
+    nearest labels (label maps, depth) with PyTorch's 'nearest' (floor(dst * in / out) in
+    float32); labels corrected for the zoom (`Task.zoomed`: depth / scale)."""
     height, width = fields["image"].shape[:2]
     scale = _float64(scale)
     crop_h = tf.cast(tf.floor(height / scale), tf.int32)
@@ -473,16 +492,14 @@ def scale_crop_align_corners(fields: dict, scale, top, left) -> dict:
     )
     out = {}
     for key, value in fields.items():
-        if key in NEAREST_FIELDS:
+        if _nearest(key):
             window = value[top : top + crop_h, left : left + crop_w]
             value = resize_nearest_floor(window, (height, width), float32_scale=True)
             value = tf.ensure_shape(value, fields[key].shape)
         else:
             value = warp(value, transform, "bilinear")
-        if key == "depth":
-            value = value / tf.cast(scale, tf.float32)
         out[key] = value
-    return out
+    return _labels_corrected(out, lambda task, value: task.zoomed(value, scale))
 
 
 def _float64(x) -> tf.Tensor:

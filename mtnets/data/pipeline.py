@@ -38,11 +38,8 @@ from mtnets import sharding
 from mtnets.data import augment, normalization
 from mtnets.tasks import task_specs
 
-LABEL_MAPS = ("semseg", "human_parts", "edge", "sal")  # stored as [H, W, 1] integer images
 # config.dataset.augmentation: the training transform (and the matching evaluation transform).
 AUGMENTATIONS = ("synthetic", "nyud", "pascal", "lorenmt", "none")
-# Fill of each label when an evaluation label is padded to config.dataset.eval_canvas.
-CANVAS_FILL = {"semseg": 255, "human_parts": 255, "edge": 0, "sal": 0, "depth": 0, "normals": 0}
 
 
 class InputPipeline:
@@ -51,6 +48,7 @@ class InputPipeline:
     def __init__(self, config, mesh: jax.sharding.Mesh):
         self.config = config
         self.tasks = tuple(dict.fromkeys((*config.tasks, *config.get("aux_tasks", ()))))
+        self.specs = task_specs(self.tasks, config.dataset.name)  # name -> Task
         self.rows = sharding.process_rows(config.batch_size, mesh)  # this process's rows
         self.sharding = sharding.batch_sharding(mesh)
         self.builder = _prepared_builder(config.dataset)
@@ -79,7 +77,7 @@ class InputPipeline:
         self._epoch_size = None  # examples_per_epoch(), counted on first use
         canvas = config.dataset.get("eval_canvas")
         self.eval_canvas = tuple(canvas) if canvas else None
-        missing = [t for t in self.tasks if t not in self.builder.info.features]
+        missing = [t.field for t in self.specs.values() if t.field not in features]
         if missing:
             raise ValueError(
                 f"Dataset {self.builder.info.full_name} has no labels for task(s) {missing}."
@@ -147,11 +145,13 @@ class InputPipeline:
         reading them (None when a filter decides)."""
         split = self.config.dataset.train_split
         examples = self._read(split)
-        if self.tasks == ("human_parts",):
+        only = next(iter(self.specs.values()))
+        if len(self.specs) == 1 and only.unlabelled_when_empty:
             # As the reference when human parts is the only task: train on the images that
             # have parts only (`MTL:data/pascal_context.py`); evaluation ignores the others.
+            # The stored maps of the other images are all ignore.
             return examples.filter(
-                lambda ex: tf.reduce_any(self._decoded(ex, "human_parts") != 255)
+                lambda ex: tf.reduce_any(self._decoded(ex, only.field) != only.ignore_value)
             ), None
         return examples, self.num_examples(split)
 
@@ -203,11 +203,12 @@ class InputPipeline:
             elif self.augmentation == "pascal":
                 fields = augment.pascal_finish(fields, self.input_size)
             return self._finish(self._fixed_size(fields), tf.constant(True))
-        labels = {k: v for k, v in fields.items() if k != "image"}
-        if "human_parts" in labels and self.augmentation == "pascal":
-            labels["human_parts"] = augment.parts_ignore_if_empty(labels["human_parts"])
-        if "normals" in labels:
-            labels["normals"] = augment.renormalize(labels["normals"])
+        labels = {}
+        for name, task in self.specs.items():
+            value = task.project(fields[name])
+            if task.unlabelled_when_empty and self.augmentation == "pascal":
+                value = augment.parts_ignore_if_empty(value)
+            labels[name] = value
         orig_size = tf.shape(fields["image"])[:2]
         image = augment.fixed_resize({"image": fields["image"]}, self.input_size)["image"]
         fields = {"image": augment.to_uint8_range(image), **labels}
@@ -230,8 +231,9 @@ class InputPipeline:
             for key, value in fields.items():
                 if key == "image":
                     continue
+                fill = tf.cast(self.specs[key].fill, value.dtype)
                 pad = [[0, canvas_h - orig_size[0]], [0, canvas_w - orig_size[1]], [0, 0]]
-                value = tf.pad(value, pad, constant_values=tf.cast(CANVAS_FILL[key], value.dtype))
+                value = tf.pad(value, pad, constant_values=fill)
                 out[key] = tf.ensure_shape(value, (canvas_h, canvas_w, value.shape[-1]))
         return out
 
@@ -244,8 +246,10 @@ class InputPipeline:
         return self.builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
 
     def _decode(self, example) -> dict:
-        """The id, image and this experiment's labels of a `_read` example, decoded."""
-        decoded = {key: self._decoded(example, key) for key in ("image", *self.tasks)}
+        """The id, image and the fields of this experiment's labels of a `_read` example,
+        decoded (each field once, however many tasks read it)."""
+        keys = dict.fromkeys(("image", *(t.field for t in self.specs.values())))
+        decoded = {key: self._decoded(example, key) for key in keys}
         return {"id": example["id"], **decoded} if "id" in example else decoded
 
     def _decoded(self, example, key: str) -> tf.Tensor:
@@ -256,33 +260,24 @@ class InputPipeline:
         return self.builder.info.features[key].decode_example(example[key])
 
     def _fields(self, example) -> dict:
-        """The image and this experiment's labels of a decoded example, each `[H, W, C]`.
-
-        uint8 normals (pascal_context_mt) are PNG codes c -> 2 c / 255 - 1, with (0, 0, 0)
-        meaning invalid (-> all-zero normals)."""
+        """The image and this experiment's labels of a decoded example, each `[H, W, C]`, as
+        each task decodes its stored field (`Task.decode`)."""
         fields = {"image": example["image"]}
-        for task in self.tasks:
-            value = example[task]
-            if task == "depth":
-                value = value[..., None]
-            elif task == "normals" and value.dtype == tf.uint8:
-                valid = tf.reduce_any(value != 0, axis=-1, keepdims=True)
-                decoded = 2.0 * tf.cast(value, tf.float32) / 255.0 - 1.0
-                value = tf.where(valid, decoded, 0.0)
-            elif task == "human_parts" and self.augmentation == "pascal":
+        for name, task in self.specs.items():
+            value = task.decode(example[task.field])
+            if task.unlabelled_when_empty and self.augmentation == "pascal":
                 # The reference's loader gives zeros for images without people; they become
                 # ignore after the transforms (AddIgnoreRegions).
-                value = tf.where(value == 255, tf.zeros_like(value), value)
-            fields[task] = value
+                value = tf.where(value == task.ignore_value, tf.zeros_like(value), value)
+            fields[name] = value
         return self._checked(fields, example.get("id", tf.constant("(no id)")))
 
     def _checked(self, fields: dict, example_id) -> dict:
         """`fields`, once every label has the image's height and width and values the losses
         can take; otherwise an InvalidArgumentError that names the task and the example."""
-        specs = task_specs(self.tasks, self.config.dataset.name)
         image_size = tf.shape(fields["image"])[:2]
         checks = []
-        for task, spec in specs.items():
+        for task, spec in self.specs.items():
             value = fields[task]
             same_size = tf.reduce_all(tf.shape(value)[:2] == image_size)
             checks.append(
@@ -298,18 +293,14 @@ class InputPipeline:
                     ],
                 )
             )
+            allowed, words = spec.check_values(value)
             checks.append(
                 tf.debugging.Assert(
-                    _valid_values(spec, value),
+                    allowed,
                     [
                         "Example",
                         example_id,
-                        f"has {task} values outside {_VALID[spec.kind]}"
-                        + (
-                            f" (0..{spec.channels - 1} or 255)"
-                            if spec.kind == "classification"
-                            else ""
-                        ),
+                        f"has {task} values outside {words}",
                         tf.reduce_min(value),
                         tf.reduce_max(value),
                     ],
@@ -331,13 +322,8 @@ class InputPipeline:
             image = image / 255.0
         image = normalization.normalize(image, self.config.dataset.image_normalization)
         out = {"image": image, "mask": tf.convert_to_tensor(valid)}
-        for task in self.tasks:
-            value = fields[task]
-            if task in LABEL_MAPS:
-                value = tf.cast(value[..., 0], tf.int32)
-            elif task == "depth":
-                value = value[..., 0]
-            out[task] = tf.cast(value, tf.float32) if task in ("depth", "normals") else value
+        for name, task in self.specs.items():
+            out[name] = task.to_batch(fields[name])
         return out
 
     def _global(self, dataset: tf.data.Dataset) -> Iterator[dict[str, jax.Array]]:
@@ -363,26 +349,6 @@ def _assertion_text(error: tf.errors.InvalidArgumentError) -> str:
         return message
     failed = message.split("assertion failed: ", 1)[1].split("\n", 1)[0]
     return " ".join(re.findall(r"\[([^\[\]]*)\]", failed)).replace("( ", "(").replace(" )", ")")
-
-
-_VALID = {
-    "classification": "the class ids",
-    "binary": "{0, 1}",
-    "depth": "finite values >= 0",
-    "normals": "finite values",
-}
-
-
-def _valid_values(spec, value):
-    """Whether every label value is one that `spec`'s task allows."""
-    if spec.kind == "classification":
-        return tf.reduce_all((value < spec.channels) | (value == 255))
-    if spec.kind == "binary":
-        return tf.reduce_all((value == 0) | (value == 1))
-    finite = tf.reduce_all(tf.math.is_finite(value))
-    if spec.kind == "depth":
-        return finite & tf.reduce_all(value >= 0)
-    return finite
 
 
 def _count(dataset: tf.data.Dataset) -> int:

@@ -15,7 +15,8 @@ Exact rules (cv2's, for float32 inputs; `in`/`out` the input and output lengths 
 * linear: source coordinate (dst + 0.5) * in / out - 0.5 clamped to [0, in - 1], blended
   between its two neighbours (cv2.INTER_LINEAR, edge pixels replicated, no antialiasing).
 
-Per task (`resize_predictions`), mirroring `get_output` then the resize: semseg and
+Per task (`resize_predictions`, with the rules each `Task` states: `output`,
+`prediction_resize`, `from_output`), mirroring `get_output` then the resize: semseg and
 human_parts logits nearest (nearest commutes with the per-pixel argmax the reference resizes);
 depth linear; normals L2-normalised then linear (the reference's (n + 1) * 255 / 2 is affine,
 so it commutes with the blend); sal and edge sigmoid, linear, then back to logits (clipped to
@@ -32,9 +33,8 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-LINEAR_TASKS = ("depth", "normals", "sal", "edge")
-NEAREST_TASKS = ("semseg", "human_parts")
-_PROB_EPS = 1e-6
+from mtnets import tasks as tasks_lib
+from mtnets.tasks import Task
 
 
 def canvas_mask(orig_size: jax.Array, canvas: tuple[int, int]) -> jax.Array:
@@ -57,27 +57,23 @@ def resize_to_original(
 
 
 def resize_predictions(
-    predictions: Mapping[str, jax.Array], orig_size: jax.Array, canvas: tuple[int, int]
+    predictions: Mapping[str, jax.Array],
+    orig_size: jax.Array,
+    canvas: tuple[int, int],
+    specs: Mapping[str, Task] | None = None,
 ) -> dict[str, jax.Array]:
     """`{task: [B, H, W, C]}` model outputs -> `{task: [B, Hc, Wc, C]}` at the original sizes,
-    per task as the reference (see the module docstring); still logits / raw values."""
+    per task as the reference (see the module docstring); still logits / raw values.
+
+    `specs` maps the tasks to their `Task` objects (default: the registered tasks of those
+    names): each prediction becomes `task.output` (what the reference resizes), is resized
+    with `task.prediction_resize`, and goes back through `task.from_output`."""
     out = {}
-    for task, value in predictions.items():
-        value = value.astype(jnp.float32)
-        if task in NEAREST_TASKS:
-            out[task] = resize_to_original(value, orig_size, canvas, "nearest")
-        elif task in ("sal", "edge"):
-            prob = resize_to_original(jax.nn.sigmoid(value), orig_size, canvas, "linear")
-            prob = jnp.clip(prob, _PROB_EPS, 1.0 - _PROB_EPS)
-            out[task] = jnp.log(prob) - jnp.log1p(-prob)
-        elif task == "normals":
-            norm = jnp.sqrt(jnp.sum(jnp.square(value), axis=-1, keepdims=True))
-            unit = value / jnp.maximum(norm, 1e-12)  # F.normalize
-            out[task] = resize_to_original(unit, orig_size, canvas, "linear")
-        elif task == "depth":
-            out[task] = resize_to_original(value, orig_size, canvas, "linear")
-        else:
-            raise ValueError(f"No resize rule for task {task!r}.")
+    for name, value in predictions.items():
+        task = specs[name] if specs is not None else tasks_lib.get_task(name)
+        value = task.output(value.astype(jnp.float32))
+        value = resize_to_original(value, orig_size, canvas, task.prediction_resize)
+        out[name] = task.from_output(value)
     return out
 
 

@@ -26,7 +26,7 @@ from mtnets.metrics.geometry import (
     histogram_median,
 )
 from mtnets.metrics.segmentation import SegmentationMetrics, confusion_matrix
-from mtnets.tasks import TaskSpec
+from mtnets.tasks import Task
 
 __all__ = [
     "NORMALS_BIN_WIDTH",
@@ -43,27 +43,12 @@ __all__ = [
     "metric_for",
 ]
 
-# Binary tasks share a kind but not a metric, so those are looked up by name.
-_BY_NAME: dict[str, type[clu_metrics.Metric]] = {
-    "sal": SaliencyMetrics,
-    "edge": EdgeMetrics,
-}
-_BY_KIND: dict[str, type[clu_metrics.Metric]] = {
-    "classification": SegmentationMetrics,
-    "depth": DepthMetrics,
-    "normals": NormalsMetrics,
-}
 
-
-def metric_for(spec: TaskSpec) -> type[clu_metrics.Metric]:
-    """The metric class of a task: semseg/human_parts -> `SegmentationMetrics`, depth ->
-    `DepthMetrics`, normals -> `NormalsMetrics`, sal -> `SaliencyMetrics`, edge -> `EdgeMetrics`.
-    """
-    if spec.name in _BY_NAME:
-        return _BY_NAME[spec.name]
-    if spec.kind in _BY_KIND:
-        return _BY_KIND[spec.kind]
-    raise ValueError(f"No metric for task {spec.name!r} of kind {spec.kind!r}.")
+def metric_for(spec: Task) -> type[clu_metrics.Metric]:
+    """The metric class of a task (`Task.metric`): semseg/human_parts ->
+    `SegmentationMetrics`, depth -> `DepthMetrics`, normals -> `NormalsMetrics`, sal ->
+    `SaliencyMetrics`, edge -> `EdgeMetrics`."""
+    return spec.metric()
 
 
 def compute_all(metrics: Mapping[str, clu_metrics.Metric]) -> dict[str, float]:

@@ -3,9 +3,9 @@
 
 `Delta_m = 100 / T * sum_t s_t (M_mt,t - M_st,t) / M_st,t` with s_t = +1 when higher is better
 (`MTL:evaluation/evaluate_utils.py:38-63`, Eq. 10 of Vandenhende et al., TPAMI 2021). One metric
-per task, as in the MTL repo: semseg, sal and human_parts mIoU (+1), depth rmse (-1), normals
-mean angle (-1), edge odsF (+1). The MTL repo returns a fraction and prints it x100; we report
-the percent.
+per task, stated by the task (`Task.delta_m`), as in the MTL repo: semseg, sal and human_parts
+mIoU (+1), depth rmse (-1), normals mean angle (-1), edge odsF (+1). The MTL repo returns a
+fraction and prints it x100; we report the percent.
 
 Single-task references are our own eval JSON files (`eval_<step>.json`, keys
 `"<task>/<metric>"`), one per task or one holding several tasks.
@@ -16,15 +16,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-# task -> (metric key, sign): +1 if higher is better.
-DELTA_M_METRICS: dict[str, tuple[str, int]] = {
-    "semseg": ("mIoU", +1),
-    "human_parts": ("mIoU", +1),
-    "sal": ("mIoU", +1),
-    "depth": ("rmse", -1),
-    "normals": ("mean", -1),
-    "edge": ("odsF", +1),
-}
+from mtnets import tasks as tasks_lib
+
+
+def delta_m_metric(task: str) -> tuple[str, int]:
+    """`("<task>/<metric>", sign)` of a task's Delta_m term (`Task.delta_m`), sign +1 when
+    higher is better; a clear error for a task without one."""
+    spec = tasks_lib.get_task(task)
+    if spec.delta_m is None:
+        raise ValueError(f"No Delta_m metric for task {task!r}.")
+    metric, sign = spec.delta_m
+    return f"{task}/{metric}", sign
 
 
 def load_references(references: str | Mapping[str, str] | Sequence[str]) -> dict[str, float]:
@@ -69,12 +71,9 @@ def delta_m(
         raise ValueError("Delta_m needs at least one task.")
     total = 0.0
     for task in tasks:
-        if task not in DELTA_M_METRICS:
-            raise ValueError(f"No Delta_m metric for task {task!r}.")
-        metric, sign = DELTA_M_METRICS[task]
-        key = f"{task}/{metric}"
+        key, sign = delta_m_metric(task)
         if key not in results:
-            hint = " (run the edge benchmark: config.eval.edge_benchmark)" if task == "edge" else ""
+            hint = tasks_lib.get_task(task).delta_m_hint
             raise KeyError(f"Delta_m: the multi-task results have no {key!r}{hint}.")
         if key not in references:
             raise KeyError(f"Delta_m: the single-task references have no {key!r}.")

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mtnets import tasks as tasks_lib
 from mtnets.models.mtan import RESNET_MODELS, SEGNET_MODELS
 from mtnets.porting.common import LEAF_NAMES, StateDict, check_shapes, conv_kernel, nest
 
@@ -152,9 +153,8 @@ def _segnet_variables(name: str, tasks: Sequence[str], sd: StateDict) -> dict[st
 # MTL ResNet models: every leaf of our variable tree names its reference key.
 # ---------------------------------------------------------------------------------------------
 
-# MTL's order of TASKS.NAMES (`MTL:utils/config.py:24-89`), which fixes the concatenation order
-# of NDDR-CNN's input blocks.
-MTL_TASK_ORDER = ("semseg", "human_parts", "sal", "normals", "edge", "depth")
+# MTL's order of TASKS.NAMES, which fixes the concatenation order of NDDR-CNN's input blocks.
+MTL_TASK_ORDER = tasks_lib.MTL_TASK_ORDER
 _NDDR_STAGES = {"stem": "conv", "layer1": "layer1_without_conv"}
 _SEQ_CONV_BN = {"conv": "0", "bn": "1"}
 
@@ -345,14 +345,14 @@ def reference_logsigma(state_dict: Mapping[str, Any], tasks: Sequence[str] = LOR
 
 def lorenmt_outputs(predictions: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     """Our predictions as lorenmt's heads return them: log-softmax over the classes of
-    `semseg`, L2-normalised `normals` (`MTAN:im2im_pred/model_segnet_mtan.py:174-177`, no
-    epsilon there either), other tasks unchanged."""
+    `semseg`, L2-normalised `normals` (`MTAN:im2im_pred/model_segnet_mtan.py:174-177`; the
+    normals task's own rule, `Task.output`, which differs only for a zero vector: lorenmt's
+    has no epsilon), other tasks unchanged."""
     out = dict(predictions)
     if "semseg" in out:
         out["semseg"] = jax.nn.log_softmax(out["semseg"], axis=-1)
     if "normals" in out:
-        n = out["normals"]
-        out["normals"] = n / jnp.linalg.norm(n, axis=-1, keepdims=True)
+        out["normals"] = tasks_lib.get_task("normals").output(out["normals"])
     return out
 
 

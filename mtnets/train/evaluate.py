@@ -102,12 +102,8 @@ def with_delta_m(
     refs = delta_m_lib.load_references(
         dict(references) if hasattr(references, "items") else references
     )
-    missing = [
-        f"{t}/{delta_m_lib.DELTA_M_METRICS[t][0]}"
-        for t in tasks
-        if t in delta_m_lib.DELTA_M_METRICS
-        and f"{t}/{delta_m_lib.DELTA_M_METRICS[t][0]}" not in results
-    ]
+    keys = [delta_m_lib.delta_m_metric(t)[0] for t in tasks]
+    missing = [key for key in keys if key not in results]
     if missing:
         logging.warning("Delta_m left out: the results have no %s.", ", ".join(missing))
         return results

@@ -17,13 +17,13 @@ from mtnets import loss_schemes, sharding
 from mtnets import losses as losses_lib
 from mtnets import metrics as metrics_lib
 from mtnets.data import resize as resize_lib
-from mtnets.tasks import TaskSpec, task_specs
+from mtnets.tasks import Task, task_specs
 from mtnets.train.state import TrainState
 from mtnets.weighting import base as weighting_lib
 
 
 def task_losses(
-    specs: Mapping[str, TaskSpec],
+    specs: Mapping[str, Task],
     predictions,
     batch,
     *,
@@ -168,7 +168,7 @@ def eval_step(state: TrainState, batch, *, model, specs):
     region = None
     if "orig_size" in batch:
         canvas = batch[next(iter(specs))].shape[1:3]
-        predictions = resize_lib.resize_predictions(predictions, batch["orig_size"], canvas)
+        predictions = resize_lib.resize_predictions(predictions, batch["orig_size"], canvas, specs)
         region = resize_lib.canvas_mask(batch["orig_size"], canvas)
     task_metrics = {}
     for name, spec in specs.items():
@@ -186,7 +186,7 @@ def compile_steps(
     model,
     tx,
     weighting,
-    specs: Mapping[str, TaskSpec],
+    specs: Mapping[str, Task],
     mesh,
     state_shardings,
     *,
