@@ -18,7 +18,7 @@ on 2 idle CPU cores once compiled, and ends with a model that has visibly learne
   schedule, no warm-up: training from scratch with batch norm is stable at this rate);
 - evaluation and checkpoint at the last step only: an intermediate evaluation would cost the
   run time without changing its result.
-CHANGELOG.md has the measured figures. Variants:
+CHANGELOG.md (2026-12-03) has the evidence and the time estimate. Variants:
 `--config=configs/default.py:model.backbone=hrnet_w18_small_v2` (the reference's backbone),
 `model.name=multi_task_baseline`, `dataset.config=default` (128x160), or flags such as
 `--config.num_train_steps=100`.
