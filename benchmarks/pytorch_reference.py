@@ -20,7 +20,10 @@ initialisation, float32, eager mode, `torch.set_num_threads(os.cpu_count())`. Ou
 
 `compare` runs the two sides in two processes and times them in turns: each round runs one
 window of each side, the order swapped every round, so both see the same machine load. It
-reports images/s per window, the ratio ours / reference per round and the median ratio.
+reports images/s per window, the ratio ours / reference per round and the median ratio, in
+wall-clock time and in CPU time (images per CPU second of each process). On a machine shared
+with other jobs the CPU-time ratio is the steadier one; `--threads 1` (both sides on one
+thread) keeps thread synchronisation out of it.
 """
 
 from __future__ import annotations
@@ -57,22 +60,25 @@ def window_order(round_index: int) -> tuple[str, str]:
     return ("mtnets", "reference") if round_index % 2 == 0 else ("reference", "mtnets")
 
 
-def summarize(rounds: list[dict]) -> dict:
-    """`rounds`: one `{"mtnets": img/s, "reference": img/s, ...}` per round. Returns the ratio
-    ours / reference of each round, the median of each side and the median ratio (the median of
-    the per-round ratios, which pairs windows measured under the same load)."""
+def summarize(rounds: list[dict], key: str = "") -> dict:
+    """`rounds`: one `{"mtnets<key>": rate, "reference<key>": rate, ...}` per round, rates where
+    more is faster (images per wall-clock second; with key "_per_cpu_s", images per CPU second).
+    Returns the ratio ours / reference of each round, the median of each side and the median
+    ratio (the median of the per-round ratios, which pairs windows measured under the same
+    load)."""
     if not rounds:
         raise ValueError("summarize: no rounds were measured")
+    ours, theirs = f"mtnets{key}", f"reference{key}"
     for i, r in enumerate(rounds):
-        for side in ("mtnets", "reference"):
+        for side in (ours, theirs):
             if not r.get(side, 0) > 0:
                 raise ValueError(f"summarize: round {i} has {side}={r.get(side)!r}, not > 0")
-    ratios = [r["mtnets"] / r["reference"] for r in rounds]
+    ratios = [r[ours] / r[theirs] for r in rounds]
     return {
-        "ratios": ratios,
-        "median_ratio": statistics.median(ratios),
-        "mtnets_median": statistics.median(r["mtnets"] for r in rounds),
-        "reference_median": statistics.median(r["reference"] for r in rounds),
+        f"ratios{key}": ratios,
+        f"median_ratio{key}": statistics.median(ratios),
+        f"{ours}_median": statistics.median(r[ours] for r in rounds),
+        f"{theirs}_median": statistics.median(r[theirs] for r in rounds),
     }
 
 
@@ -201,11 +207,12 @@ class ReferenceStep:
         self.optimizer.step()
         return float(total)
 
-    def run(self, steps: int) -> float:
-        start = time.perf_counter()
+    def run(self, steps: int) -> tuple[float, float]:
+        """Runs `steps` steps; returns (wall-clock seconds, CPU seconds of this process)."""
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in range(steps):
             self.last_loss = self.step()
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu
 
 
 def _quiet_reference_warnings():
@@ -220,7 +227,7 @@ def run_reference(args) -> dict:
     _quiet_reference_warnings()
     step = ReferenceStep(args.reference, args.batch, args.size, args.threads)
     step.run(args.warmup)
-    rates = [args.steps * args.batch / step.run(args.steps) for _ in range(args.windows)]
+    rates = [args.steps * args.batch / step.run(args.steps)[0] for _ in range(args.windows)]
     result = {
         "side": "reference",
         "torch": step.torch.__version__,
@@ -251,13 +258,26 @@ def serve_reference(args) -> None:
     for line in sys.stdin:
         if not line.strip():
             break
-        seconds = step.run(int(line))
-        reply = {"seconds": seconds, "loss": step.last_loss}
+        seconds, cpu = step.run(int(line))
+        reply = {"seconds": seconds, "cpu_seconds": cpu, "loss": step.last_loss}
         print(json.dumps(reply), file=replies, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
 # The driver (our venv: JAX, no torch).
+
+
+class _OurProcess:
+    """Our compiled step, timed like the reference: wall-clock and CPU seconds per window (CPU
+    time of this process, all of XLA's threads included)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def run(self, steps: int) -> tuple[float, float]:
+        cpu = time.process_time()
+        seconds = self.step.run(steps)
+        return seconds, time.process_time() - cpu
 
 
 class _ReferenceProcess:
@@ -281,9 +301,10 @@ class _ReferenceProcess:
     def ready(self) -> dict:
         return self._reply()["ready"]
 
-    def run(self, steps: int) -> float:
+    def run(self, steps: int) -> tuple[float, float]:
         self.proc.stdin.write(f"{steps}\n")
-        return self._reply()["seconds"]
+        reply = self._reply()
+        return reply["seconds"], reply["cpu_seconds"]
 
     def close(self):
         if self.proc.poll() is None:
@@ -295,24 +316,32 @@ class _ReferenceProcess:
 def compare(args) -> dict:
     """Both sides, alternating windows of `--steps` steps for `--rounds` rounds."""
     sys.path.insert(0, ROOT)
+    if args.threads == 1:
+        # XLA's CPU convolutions and matmuls run on Eigen's pool unless told otherwise.
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
     reference = _ReferenceProcess(args)  # builds and warms up while ours compiles
     try:
         import jax
 
         from benchmarks.train_step import CompiledStep
+        from mtnets import compilation_cache
         from mtnets.config_utils import load_config
 
+        compilation_cache.enable()  # a second run skips the compile
         config = load_config(os.path.join(ROOT, "configs/nyud/mti_net.py"), "aux=edge+normals")
-        ours = CompiledStep(config, args.batch, args.size)
-        ours.run(args.warmup)
+        compiled = CompiledStep(config, args.batch, args.size)
+        compiled.run(args.warmup)
         info = reference.ready()
-        print(f"compile {ours.compile_s:.0f} s; reference: {info}", file=sys.stderr, flush=True)
-        sides = {"mtnets": ours, "reference": reference}
+        print(f"compile {compiled.compile_s:.0f} s; reference: {info}", file=sys.stderr)
+        sides = {"mtnets": _OurProcess(compiled), "reference": reference}
         rounds = []
         for i in range(args.rounds):
             record = {"load_average": os.getloadavg()[0]}
             for side in window_order(i):
-                record[side] = args.steps * args.batch / sides[side].run(args.steps)
+                seconds, cpu = sides[side].run(args.steps)
+                record[side] = args.steps * args.batch / seconds
+                record[f"{side}_per_cpu_s"] = args.steps * args.batch / cpu
             record["ratio"] = record["mtnets"] / record["reference"]
             print(json.dumps(record), file=sys.stderr, flush=True)
             rounds.append(record)
@@ -321,12 +350,14 @@ def compare(args) -> dict:
     result = {
         "batch": args.batch,
         "size": list(args.size),
+        "threads": args.threads,
         "steps_per_window": args.steps,
-        "mtnets_compile_s": ours.compile_s,
+        "mtnets_compile_s": compiled.compile_s,
         "jax": jax.__version__,
         "reference": info,
         "rounds": rounds,
         **summarize(rounds),
+        **summarize(rounds, "_per_cpu_s"),
     }
     print(json.dumps(result, indent=2))
     return result

@@ -90,7 +90,7 @@ def _mtl_modules(checkout: str):
     if checkout not in sys.path:
         sys.path.insert(0, checkout)
     import yaml
-    from models import mti_net, models, padnet, seg_hrnet
+    from models import models, mti_net, padnet, seg_hrnet
 
     return types.SimpleNamespace(
         yaml=yaml, mti_net=mti_net, models=models, padnet=padnet, seg_hrnet=seg_hrnet
@@ -113,9 +113,18 @@ def lorenmt_classes(path: str, **opt) -> dict:
         if isinstance(node, ast.ClassDef)
         or (isinstance(node, ast.Import | ast.ImportFrom) and _imports_torch(node))
     ]
-    namespace = {"opt": types.SimpleNamespace(**opt)}
+    namespace = {"opt": types.SimpleNamespace(**opt), **_star_imports()}
     exec(compile(ast.Module(body=keep, type_ignores=[]), path, "exec"), namespace)
     return {k: v for k, v in namespace.items() if isinstance(v, type)}
+
+
+def _star_imports() -> dict:
+    """What the scripts get from `from utils import *` (lorenmt's utils.py imports these)."""
+    try:
+        import torch
+    except ImportError:  # the class definitions alone need none of it
+        return {"np": np}
+    return {"torch": torch, "F": torch.nn.functional, "np": np}
 
 
 def _imports_torch(node) -> bool:
@@ -195,7 +204,7 @@ def mtl_outputs(ref_out: dict) -> dict:
                     {f"{scale}/{t}": v for t, v in preds.items() if not t.startswith("features_")}
                 )
         elif key.startswith("initial_"):
-            flat[f"initial/{key[len('initial_'):]}"] = value
+            flat[f"initial/{key[len('initial_') :]}"] = value
         else:
             flat[key] = value
     return {k: v.detach().numpy().transpose(0, 2, 3, 1) for k, v in flat.items()}
@@ -337,9 +346,10 @@ def verify(name: str, case: Case, checkout: str, size: tuple[int, int], seed: in
     config = load_config(os.path.join(ROOT, path), arg)
     variables = variables_from_reference(config, state)
     model = create_model(config)
-    out = jax.jit(lambda v, x: model.apply(v, x, train=False))(
-        variables, image.transpose(0, 2, 3, 1)
-    )
+    # Compiled with XLA's optimisations off: the same float32 arithmetic, minutes less compile.
+    fast = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+    apply = jax.jit(lambda v, x: model.apply(v, x, train=False), compiler_options=fast)
+    out = apply(variables, image.transpose(0, 2, 3, 1))
     count = sum(p.numel() for p in reference.parameters())
     ours = sum(np.size(x) for x in jax.tree.leaves(variables["params"]))
     if count != ours:

@@ -81,6 +81,13 @@ def test_pytorch_reference_alternates_and_pairs_windows_of_one_round():
         statistics.median(ours) / statistics.median(theirs)
     )
     assert summary["mtnets_median"] == statistics.median(ours)
+    # The same on the CPU-time rates, under their own names.
+    cpu = [
+        {"mtnets_per_cpu_s": a, "reference_per_cpu_s": b} for a, b in zip(ours, theirs, strict=True)
+    ]
+    by_cpu = ref.summarize(cpu, "_per_cpu_s")
+    assert by_cpu["median_ratio_per_cpu_s"] == pytest.approx(statistics.median(want))
+    assert by_cpu["reference_per_cpu_s_median"] == statistics.median(theirs)
     with pytest.raises(ValueError, match="no rounds"):
         ref.summarize([])
     with pytest.raises(ValueError, match="round 1 has reference=0"):

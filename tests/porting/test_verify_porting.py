@@ -26,7 +26,8 @@ def test_lorenmt_classes_runs_only_the_class_definitions(verify, tmp_path):
     """lorenmt's scripts parse arguments, load NYUv2 and train at import time; only the classes
     may run, with `opt` standing in for the parsed arguments."""
     script = tmp_path / "model_toy.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import argparse
         from create_dataset import *
         parser = argparse.ArgumentParser()
@@ -37,7 +38,8 @@ def test_lorenmt_classes_runs_only_the_class_definitions(verify, tmp_path):
                 self.width = 128 if opt.type == 'wide' else 64
 
         raise SystemExit('the training part ran')
-    """))
+    """)
+    )
     classes = verify.lorenmt_classes(str(script), type="wide")
     assert set(classes) == {"SegNet"}
     assert classes["SegNet"]().width == 128
