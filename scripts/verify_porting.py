@@ -55,7 +55,7 @@ def randomise(module, seed: int = 0) -> None:
             elif leaf in ("running_mean", "bias"):
                 tensor.copy_(0.1 * torch.randn(tensor.shape, generator=generator))
             else:
-                # He-scaled, so activations neither vanish nor explode through the depth.
+                # Variance 1/fan-in, so activations neither vanish nor explode with depth.
                 fan_in = max(1, tensor[0].numel()) if tensor.dim() > 1 else 1
                 tensor.copy_(torch.randn(tensor.shape, generator=generator) / fan_in**0.5)
 
