@@ -13,7 +13,7 @@ dataset build included, takes a few minutes on a 2-core CPU. `model.mti_net.dist
 
 import ml_collections
 
-from mtnets.config_utils import apply_overrides
+from mtnets.config_utils import apply_overrides, checkpoints_field
 from mtnets.weighting.registry import weighting_config
 
 
@@ -23,7 +23,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.dataset = ml_collections.ConfigDict()
     config.dataset.name = "synthetic_scenes"
-    config.dataset.config = "default"  # builder config: "default" (128x160) or "tiny" (32x40)
+    # Builder config: "default" (128x160) or "tiny" (32x40); None: the builder's default.
+    config.dataset.config = _optional(str, "default")
     config.dataset.data_dir = ml_collections.config_dict.placeholder(str)  # None: TFDS default
     config.dataset.train_split = "train"
     config.dataset.eval_split = "validation"
@@ -55,6 +56,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Backbone start: None / "none" (from scratch), "imagenet" (the backbone's ImageNet file in
     # the weights directory, $MTNETS_WEIGHTS; see `python -m mtnets.weights`) or a file path.
     config.model.pretrained = ml_collections.config_dict.placeholder(str)
+    # The ResNet family (mtan, cross_stitch, nddr_cnn): the trunk's output stride (8: MTL's
+    # ResnetDilated) and the units' initial weights on the own task (alpha) and across (beta).
+    config.model.output_stride = 8
+    config.model.alpha = 0.9
+    config.model.beta = 0.1
+    # Cross-stitch / NDDR-CNN: {task: path} of each task's trained single-task run (workdir,
+    # checkpoint directory or MTL file); all None: every task network starts from
+    # model.pretrained. See mtnets/train/warm_start.py.
+    config.model.single_task_checkpoints = checkpoints_field()
     # MTI-Net's ablation switches (the paper's Table 2 / 3); the defaults are the full model.
     config.model.mti_net = ml_collections.ConfigDict()
     config.model.mti_net.num_scales = 4  # 1-4, the finest ones
@@ -119,6 +129,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 def _steps(value: int) -> ml_collections.FieldReference:
     """An int field that may also be None (when its `*_epochs` twin is set)."""
-    field = ml_collections.config_dict.placeholder(int)
+    return _optional(int, value)
+
+
+def _optional(kind: type, value) -> ml_collections.FieldReference:
+    """A field of type `kind` that configs may also set to None (a `*_steps` field whose
+    `*_epochs` twin is set, a builder config left to the builder). A plain field set to None
+    loses its type, and the command line could not set it again."""
+    field = ml_collections.config_dict.placeholder(kind)
     field.set(value)
     return field
