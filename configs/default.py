@@ -39,7 +39,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.dataset.manual_dir = ml_collections.config_dict.placeholder(str)  # archives; None:
     # <data_dir>/downloads/manual
     config.dataset.image_size = ml_collections.config_dict.placeholder(tuple)  # None: stored
-    config.dataset.eval_canvas = ml_collections.config_dict.placeholder(tuple)  # PASCAL eval
+    # (h, w): evaluate at the labels' own size, padded to this canvas (PASCAL's variable sizes);
+    # None: labels transformed with the images, as in training.
+    config.dataset.eval_canvas = ml_collections.config_dict.placeholder(tuple)
     config.dataset.image_normalization = "imagenet"  # or "none" (lorenmt's raw images)
 
     config.tasks = ("semseg", "depth", "normals", "edge", "sal", "human_parts")
@@ -65,7 +67,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # checkpoint directory or MTL file); all None: every task network starts from
     # model.pretrained. See mtnets/train/warm_start.py.
     config.model.single_task_checkpoints = checkpoints_field()
-    # MTI-Net's ablation switches (the paper's Table 2 / 3); the defaults are the full model.
+    # MTI-Net's ablation switches (the paper's Table 2 / 3); the full model is the defaults
+    # with distill_all_scales=True.
     config.model.mti_net = ml_collections.ConfigDict()
     config.model.mti_net.num_scales = 4  # 1-4, the finest ones
     config.model.mti_net.use_fpm = True  # feature propagation between scales
@@ -118,7 +121,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # and eval.py) or "all" (every evaluation).
     config.eval.edge_benchmark = "final"
     config.eval.edge_max_dist = ml_collections.config_dict.placeholder(float)  # None: dataset's
-    # Single-task eval JSON files for Delta_m: {task: path}, a path or a list of paths.
+    # Single-task eval JSON files for Delta_m: {task: path}, a path or a list of paths; None:
+    # no Delta_m.
     config.eval.delta_m_references = ml_collections.config_dict.placeholder(object)
 
     config.num_devices = -1  # devices used; -1: all
