@@ -94,9 +94,9 @@ SCALES = {
 # The config (this file is the `--config` of every run).
 def get_config(arg: str | None = None):
     """configs/default.py with the budget of `scale=` (first item of `arg`, default cpu) and
-    the fields the ResNet models take; the other items of `arg` override fields."""
+    the units' weights of the ResNet models; the other items of `arg` override fields."""
     from configs.default import get_config as default_config
-    from mtnets.config_utils import apply_overrides, checkpoints_field
+    from mtnets.config_utils import apply_overrides
 
     items = [i for i in (arg or "").split(",") if i]
     scale = "cpu"
@@ -120,11 +120,9 @@ def get_config(arg: str | None = None):
     # DWA's period: a fifteenth of the run instead of an epoch (250 steps at batch 8), else a
     # short budget ends before DWA's first update and it equals equal weighting.
     config.weighting.dwa.update_every_steps = max(1, budget["steps"] // 15)
-    # The ResNet family's fields (see configs/nyud/common.py): output stride 8, the units'
-    # initial self/cross weights of the MTL configs, and the single-task starting points.
-    config.model.output_stride = 8
+    # The units' initial self/cross weights of the MTL PASCAL configs (configs/pascal/
+    # cross_stitch.py); output stride and single-task starts keep configs/default.py's.
     config.model.alpha, config.model.beta = 0.8, 0.05
-    config.model.single_task_checkpoints = checkpoints_field()
     return apply_overrides(config, ",".join(items))
 
 

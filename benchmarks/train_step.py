@@ -54,7 +54,7 @@ def synthetic_batch(config, batch: int, size: tuple[int, int], seed: int = 0) ->
     """A batch in the pipeline's conventions for every task of the config (host NumPy)."""
     rng = np.random.default_rng(seed)
     shape = (batch, *size)
-    tasks = dict.fromkeys((*config.tasks, *config.get("aux_tasks", ())))
+    tasks = dict.fromkeys((*config.tasks, *config.aux_tasks))
     specs = task_specs(list(tasks), config.dataset.name)
     out = {"image": rng.normal(size=(*shape, 3)).astype(np.float32), "mask": np.ones(batch, bool)}
     for name, spec in specs.items():
@@ -154,7 +154,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--config", default="configs/default.py")
     parser.add_argument("--arg", default=None, help="the config's get_config argument")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", default=None, help="HxW, e.g. 480x640")
+    parser.add_argument(
+        "--size", default=None, help="HxW, e.g. 480x640; default: config.dataset.image_size"
+    )
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--windows", type=int, default=3)
@@ -202,7 +204,9 @@ def single(args) -> dict:
         config.dtype = args.dtype
     if args.size:
         size = tuple(int(v) for v in args.size.lower().split("x"))
-    result = _timed(config, batch, size or tuple(config.get("image_size", (128, 160))), args)
+    # Without --size: the config's input size, else the default dataset's stored 128x160.
+    size = size or tuple(config.dataset.image_size or (128, 160))
+    result = _timed(config, batch, size, args)
     print(json.dumps(result, indent=2))
     return result
 

@@ -26,7 +26,7 @@ CHANGELOG.md (2026-12-03) has the evidence and the time estimate. Variants:
 
 import ml_collections
 
-from mtnets.config_utils import apply_overrides
+from mtnets.config_utils import apply_overrides, checkpoints_field
 from mtnets.weighting.registry import weighting_config
 
 
@@ -36,8 +36,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.dataset = ml_collections.ConfigDict()
     config.dataset.name = "synthetic_scenes"
-    # Builder config: "small" (64x96), "default" (128x160) or "tiny" (32x40, for tests).
-    config.dataset.config = "small"
+    # Builder config: "small" (64x96), "default" (128x160) or "tiny" (32x40, for tests);
+    # None: the builder's default.
+    config.dataset.config = _optional(str, "small")
     config.dataset.data_dir = ml_collections.config_dict.placeholder(str)  # None: TFDS default
     config.dataset.train_split = "train"
     config.dataset.eval_split = "validation"
@@ -52,7 +53,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.dataset.manual_dir = ml_collections.config_dict.placeholder(str)  # archives; None:
     # <data_dir>/downloads/manual
     config.dataset.image_size = ml_collections.config_dict.placeholder(tuple)  # None: stored
-    config.dataset.eval_canvas = ml_collections.config_dict.placeholder(tuple)  # PASCAL eval
+    # (h, w): evaluate at the labels' own size, padded to this canvas (PASCAL's variable sizes);
+    # None: labels transformed with the images, as in training.
+    config.dataset.eval_canvas = ml_collections.config_dict.placeholder(tuple)
     config.dataset.image_normalization = "imagenet"  # or "none" (lorenmt's raw images)
 
     config.tasks = ("semseg", "depth", "normals", "edge", "sal", "human_parts")
@@ -69,7 +72,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Backbone start: None / "none" (from scratch), "imagenet" (the backbone's ImageNet file in
     # the weights directory, $MTNETS_WEIGHTS; see `python -m mtnets.weights`) or a file path.
     config.model.pretrained = ml_collections.config_dict.placeholder(str)
-    # MTI-Net's ablation switches (the paper's Table 2 / 3); the defaults are the full model.
+    # The ResNet family (mtan, cross_stitch, nddr_cnn): the trunk's output stride (8: MTL's
+    # ResnetDilated) and the units' initial weights on the own task (alpha) and across (beta).
+    config.model.output_stride = 8
+    config.model.alpha = 0.9
+    config.model.beta = 0.1
+    # Cross-stitch / NDDR-CNN: {task: path} of each task's trained single-task run (workdir,
+    # checkpoint directory or MTL file); all None: every task network starts from
+    # model.pretrained. See mtnets/train/warm_start.py.
+    config.model.single_task_checkpoints = checkpoints_field()
+    # MTI-Net's ablation switches (the paper's Table 2 / 3); the full model is the defaults
+    # with distill_all_scales=True.
     config.model.mti_net = ml_collections.ConfigDict()
     config.model.mti_net.num_scales = 4  # 1-4, the finest ones
     config.model.mti_net.use_fpm = True  # feature propagation between scales
@@ -124,7 +137,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # and eval.py) or "all" (every evaluation).
     config.eval.edge_benchmark = "final"
     config.eval.edge_max_dist = ml_collections.config_dict.placeholder(float)  # None: dataset's
-    # Single-task eval JSON files for Delta_m: {task: path}, a path or a list of paths.
+    # Single-task eval JSON files for Delta_m: {task: path}, a path or a list of paths; None:
+    # no Delta_m.
     config.eval.delta_m_references = ml_collections.config_dict.placeholder(object)
 
     config.num_devices = -1  # devices used; -1: all
@@ -135,6 +149,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 def _steps(value: int) -> ml_collections.FieldReference:
     """An int field that may also be None (when its `*_epochs` twin is set)."""
-    field = ml_collections.config_dict.placeholder(int)
+    return _optional(int, value)
+
+
+def _optional(kind: type, value) -> ml_collections.FieldReference:
+    """A field of type `kind` that configs may also set to None (a `*_steps` field whose
+    `*_epochs` twin is set, a builder config left to the builder). A plain field set to None
+    loses its type, and the command line could not set it again."""
+    field = ml_collections.config_dict.placeholder(kind)
     field.set(value)
     return field
