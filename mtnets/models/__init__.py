@@ -69,7 +69,7 @@ def create_head(name: str, outputs: int, hidden: int = 0, dtype=jnp.float32) -> 
 def aux_tasks(config) -> tuple[str, ...]:
     """The tasks with intermediate predictions: `config.aux_tasks`, or the main tasks if it is
     empty. Like the reference's AUXILARY_TASKS it must contain every main task."""
-    aux = tuple(config.get("aux_tasks", ()) or config.tasks)
+    aux = tuple(config.aux_tasks or config.tasks)
     missing = [t for t in config.tasks if t not in aux]
     if missing:
         raise ValueError(
@@ -80,7 +80,7 @@ def aux_tasks(config) -> tuple[str, ...]:
 
 
 def _backbone(config, dtype) -> nn.Module:
-    return create_backbone(config.model.backbone, dtype, dilated=config.model.get("dilated", False))
+    return create_backbone(config.model.backbone, dtype, dilated=config.model.dilated)
 
 
 def _baseline(config, dtype) -> nn.Module:
@@ -89,24 +89,24 @@ def _baseline(config, dtype) -> nn.Module:
         raise ValueError(
             f"config.model.name='single_task_baseline' takes one task, got {list(channels)}."
         )
-    hidden = config.model.get("head_width", 0)
+    hidden = config.model.head_width
     heads = {t: create_head(config.model.head, c, hidden, dtype) for t, c in channels.items()}
     return MultiTaskModel(_backbone(config, dtype), heads)
 
 
 def _mti_net(config, dtype) -> nn.Module:
     aux = aux_tasks(config)
-    options = config.model.get("mti_net", {})
+    options = config.model.mti_net
     return MTINet(
         _backbone(config, dtype),
         tuple(config.tasks),
         aux,
         output_channels(task_specs(aux, config.dataset.name)),
-        num_scales=options.get("num_scales", 4),
-        use_fpm=options.get("use_fpm", True),
-        distill_all_scales=options.get("distill_all_scales", True),
-        fpm_softmax=options.get("fpm_softmax", "reference"),
-        head_width=config.model.get("head_width", 0),
+        num_scales=options.num_scales,
+        use_fpm=options.use_fpm,
+        distill_all_scales=options.distill_all_scales,
+        fpm_softmax=options.fpm_softmax,
+        head_width=config.model.head_width,
         dtype=dtype,
     )
 
@@ -123,7 +123,7 @@ def _pad_net(config, dtype) -> nn.Module:
         aux,
         output_channels(task_specs(aux, config.dataset.name)),
         # The per-task feature width; 0: the reference's 256 (too heavy for a CPU run).
-        width=config.model.get("head_width", 0) or 256,
+        width=config.model.head_width or 256,
         dtype=dtype,
     )
 
@@ -150,7 +150,7 @@ def input_divisor(config) -> int:
 
 def create_model(config) -> nn.Module:
     """The Linen module that `config.model` describes, with heads for `config.tasks`."""
-    dtype = jnp.dtype(config.get("dtype", "float32"))
+    dtype = jnp.dtype(config.dtype)
     name = config.model.name
     if name not in MODEL_BUILDERS:
         raise ValueError(f"Unknown config.model.name {name!r}; choose one of {', '.join(MODELS)}.")

@@ -68,11 +68,11 @@ def create_mtan_model(config) -> nn.Module:
             f"Unknown config.model.name {name!r} for the MTAN family; "
             f"choose one of {', '.join(MTAN_MODELS)}."
         )
-    dtype = jnp.dtype(config.get("dtype", "float32"))
+    dtype = jnp.dtype(config.dtype)
     channels = output_channels(task_specs(config.tasks, config.dataset.name))
     if name in SEGNET_MODELS:
         return _segnet_model(name, channels, dtype)
-    backbone = config.model.get("backbone", "resnet50")
+    backbone = config.model.backbone
     if backbone not in RESNETS:
         raise ValueError(
             f"config.model.backbone {backbone!r} is not a ResNet; {name!r} takes one of "
@@ -80,8 +80,8 @@ def create_mtan_model(config) -> nn.Module:
         )
     kw = dict(
         resnet=backbone,
-        output_stride=config.model.get("output_stride", 8),
-        head_width=config.model.get("head_width", 0),
+        output_stride=config.model.output_stride,
+        head_width=config.model.head_width,
         dtype=dtype,
     )
     if name == "mtan":
@@ -89,7 +89,7 @@ def create_mtan_model(config) -> nn.Module:
     from mtnets.models.cross_stitch import CrossStitchNetwork
     from mtnets.models.nddr_cnn import NDDRCNN
 
-    alpha, beta = config.model.get("alpha", 0.9), config.model.get("beta", 0.1)
+    alpha, beta = config.model.alpha, config.model.beta
     cls = CrossStitchNetwork if name == "cross_stitch" else NDDRCNN
     return cls(channels, alpha=alpha, beta=beta, **kw)
 
