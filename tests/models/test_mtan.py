@@ -12,13 +12,9 @@ import pytest
 
 from mtnets import losses
 from mtnets.data.builders.scene_renderer import render_example
-from mtnets.models.mtan import (
-    MTAN_MODELS,
-    ResNetMTAN,
-    ResNetTrunk,
-    create_mtan_model,
-    pool_after_stages,
-)
+from mtnets.models import MODELS, create_model
+from mtnets.models.backbones.resnet import resnet_trunk
+from mtnets.models.mtan import ResNetMTAN, pool_after_stages
 from mtnets.models.segnet_models import SegNetMTAN
 from mtnets.tasks import task_specs
 
@@ -50,7 +46,7 @@ def resnet_config(name, backbone, tasks, dataset):
     ],
 )
 def test_resnet_mtan_parameter_count_equals_the_reference(backbone, tasks, dataset, expected):
-    model = create_mtan_model(resnet_config("mtan", backbone, tasks, dataset))
+    model = create_model(resnet_config("mtan", backbone, tasks, dataset))
     shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
     assert count(shapes["params"]) == expected
 
@@ -92,7 +88,7 @@ def test_trunk_has_the_resnet_parameter_tree():
             y = module(y, f"layer{s}")
         return y
 
-    trunk = ResNetTrunk("resnet18", 8)
+    trunk = resnet_trunk("resnet18", 8)
     ours = jax.eval_shape(
         lambda: trunk.init(jax.random.key(0), x, method=lambda m, v: all_parts(m, v))
     )
@@ -106,10 +102,10 @@ def test_pooling_follows_the_stage_strides():
 
 def test_builder_rejects_unknown_names_and_backbones():
     with pytest.raises(ValueError, match="segnet_mtan"):
-        create_mtan_model(resnet_config("mtan_v2", "resnet18", NYUD, "nyud_mt"))
+        create_model(resnet_config("mtan_v2", "resnet18", NYUD, "nyud_mt"))
     with pytest.raises(ValueError, match="not a ResNet"):
-        create_mtan_model(resnet_config("mtan", "hrnet_w18", NYUD, "nyud_mt"))
-    assert "segnet_mtan" in MTAN_MODELS and "nddr_cnn" in MTAN_MODELS
+        create_model(resnet_config("mtan", "hrnet_w18", NYUD, "nyud_mt"))
+    assert "segnet_mtan" in MODELS and "nddr_cnn" in MODELS
 
 
 def synthetic_batch(n=2, height=32, width=64):
