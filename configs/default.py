@@ -14,6 +14,7 @@ dataset build included, takes a few minutes on a 2-core CPU. `model.mti_net.dist
 import ml_collections
 
 from mtnets.config_utils import apply_overrides
+from mtnets.models.registry import model_defaults
 from mtnets.weighting.registry import weighting_config
 
 
@@ -55,12 +56,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Backbone start: None / "none" (from scratch), "imagenet" (the backbone's ImageNet file in
     # the weights directory, $MTNETS_WEIGHTS; see `python -m mtnets.weights`) or a file path.
     config.model.pretrained = ml_collections.config_dict.placeholder(str)
-    # MTI-Net's ablation switches (the paper's Table 2 / 3); the defaults are the full model.
-    config.model.mti_net = ml_collections.ConfigDict()
-    config.model.mti_net.num_scales = 4  # 1-4, the finest ones
-    config.model.mti_net.use_fpm = True  # feature propagation between scales
-    config.model.mti_net.distill_all_scales = False  # True: every scale (the full MTI-Net)
-    config.model.mti_net.fpm_softmax = "reference"  # or "per_task" (the paper's reading)
+    # The models' own fields, with the defaults their registry entries declare (docs/models.md):
+    # `mti_net.*` (MTI-Net's ablation switches, the paper's Tables 2 and 3; default the full
+    # model), `output_stride` (MTAN, cross-stitch, NDDR-CNN) and `alpha` / `beta` (the initial
+    # self / cross weights of the cross-stitch and NDDR units).
+    config.model.update(ml_collections.ConfigDict(model_defaults()))
+    config.model.mti_net.distill_all_scales = False  # this experiment: the finest scale only
 
     config.loss = ml_collections.ConfigDict()
     config.loss.edge_pos_weight = 0.95  # MTL's edge_w

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import ml_collections
 
 from mtnets import tasks as tasks_lib
+from mtnets.models import registry as model_registry
 from mtnets.weighting import registry as weighting_registry
 
 
@@ -59,6 +60,7 @@ def validate(config) -> None:
         tasks_lib.task_spec(name, config.dataset.name)
     if not config.tasks:
         raise ValueError("config.tasks is empty.")
+    model_registry.model_info(config.model.name)  # a known model
     for field in ("batch_size", "log_every_steps"):
         if config[field] <= 0:
             raise ValueError(f"config.{field} must be positive, got {config[field]}.")

@@ -223,13 +223,13 @@ def input_divisor(config) -> int:
     return model_info(config.model.name).input_divisor
 
 
-def model_defaults() -> dict[str, Any]:
-    """The model-specific `config.model` fields of every model with their defaults, for the
-    config files. Two models may share a field (cross-stitch and NDDR-CNN: `alpha`), but not
-    with different defaults."""
+def model_defaults(entries: Mapping[str, ModelInfo] | None = None) -> dict[str, Any]:
+    """The model-specific `config.model` fields of every model (of `entries`, default all
+    declared ones) with their defaults, for the config files. Two models may share a field
+    (cross-stitch and NDDR-CNN: `alpha`), but not with different defaults."""
     out: dict[str, Any] = {}
     owner: dict[str, str] = {}
-    for name, info in declared().items():
+    for name, info in (declared() if entries is None else entries).items():
         for field, value in info.defaults.items():
             if field in out and out[field] != value:
                 raise ValueError(
