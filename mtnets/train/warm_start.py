@@ -226,7 +226,9 @@ def _fitted(config, task: str, path: str, variables, abstract) -> dict[str, Any]
             prefix = f"{collection}/{theirs}"
             diff = pytrees.differences(dict(source[theirs]), dict(tree[ours]))
             # Shape mismatches first: they say best which backbone or head the run had.
-            problems += [f"{prefix}/{k}: shape {g}, the model has {s}" for k, g, s in diff.reshaped]
+            problems += [
+                f"{prefix}/{k}: shape {g}, the model has {s}" for k, g, s in diff.reshaped
+            ]
             problems += [f"{prefix}/{k} missing (the model has {s})" for k, s in diff.missing]
             problems += [f"{prefix}/{k} {s} is not in the model" for k, s in diff.unexpected]
             out[collection][theirs] = nest(
