@@ -23,10 +23,10 @@ whose inputs failed are left out. Seed 0 of every model runs before seed 1, so a
 covers every model. At the end, or with `--report` alone, the results are aggregated into
 `<out>/results.json` (every number), `<out>/results.md` (mean ± std over seeds) and PNG plots.
 
-Budget (`SCALES`; the same for every model): `--scale cpu` (the default) trains 600 steps of
-batch 8 on `synthetic_scenes/small` (the default scenes rendered at 64x96; 2.4 epochs of the
-2000 training images), Adam 2e-3 with poly decay, evaluates on the 300 validation images every
-150 steps, with the edge benchmark (ODS F) at the final evaluation only. It is sized to fit a
+Budget (`SCALES`; the same for every model): `--scale cpu` (the default) trains 400 steps of
+batch 8 on `synthetic_scenes/small` (the default scenes rendered at 64x96; 1.6 epochs of the
+2000 training images), Adam 2e-3 with poly decay, evaluates on the 300 validation images at
+steps 200 and 400, with the edge benchmark (ODS F) at the final evaluation only. It is sized to fit a
 2-core CPU in about 3 hours with `--jobs 2` (docs/results.md has the measured time).
 `--scale full` (a GPU/TPU) trains 5000 steps of batch 16 at the stored 128x160 on all 300
 validation images, with PAD-Net and the DeepLab heads at the reference's width.
@@ -69,13 +69,13 @@ TABLE_METRICS = {
 RESNET = "resnet18_narrow"
 WEIGHTINGS = ("equal", "dwa", "uncertainty", "gradnorm", "pcgrad", "rlw", "famo")
 
-# The budget of every run; `steps // 4` between evaluations (and checkpoints).
+# The budget of every run; `steps // 2` between evaluations (and checkpoints).
 # `pad_net_width` / `deeplab_width`: PAD-Net's per-task features and the DeepLab heads of the
 # ResNet models (`model.head_width`; 0: the reference's 256, which alone would take most of a
 # CPU budget).
 SCALES = {
     "cpu": dict(
-        dataset="small", size="64x96", steps=600, batch=8, eval_split="validation",
+        dataset="small", size="64x96", steps=400, batch=8, eval_split="validation",
         pad_net_width=32, deeplab_width=64,
     ),
     "full": dict(
@@ -94,9 +94,9 @@ SCALES = {
 # The config (this file is the `--config` of every run).
 def get_config(arg: str | None = None):
     """configs/default.py with the budget of `scale=` (first item of `arg`, default cpu) and
-    the fields the ResNet models take; the other items of `arg` override fields."""
+    the units' weights of the ResNet models; the other items of `arg` override fields."""
     from configs.default import get_config as default_config
-    from mtnets.config_utils import apply_overrides, checkpoints_field
+    from mtnets.config_utils import apply_overrides
 
     items = [i for i in (arg or "").split(",") if i]
     scale = "cpu"
@@ -110,8 +110,9 @@ def get_config(arg: str | None = None):
     config.batch_size = budget["batch"]
     config.num_train_steps = budget["steps"]
     config.log_every_steps = max(1, budget["steps"] // 30)
-    config.eval_every_steps = budget["steps"] // 4
-    config.checkpoint_every_steps = budget["steps"] // 4
+    # Two evaluations (half-way and final): on a CPU each costs as much as 20 to 40 steps.
+    config.eval_every_steps = budget["steps"] // 2
+    config.checkpoint_every_steps = budget["steps"] // 2
     config.keep_checkpoints = 1
     config.dataset.config = budget["dataset"]
     config.dataset.eval_split = budget["eval_split"]
@@ -119,11 +120,9 @@ def get_config(arg: str | None = None):
     # DWA's period: a fifteenth of the run instead of an epoch (250 steps at batch 8), else a
     # short budget ends before DWA's first update and it equals equal weighting.
     config.weighting.dwa.update_every_steps = max(1, budget["steps"] // 15)
-    # The ResNet family's fields (see configs/nyud/common.py): output stride 8, the units'
-    # initial self/cross weights of the MTL configs, and the single-task starting points.
-    config.model.output_stride = 8
+    # The units' initial self/cross weights of the MTL PASCAL configs (configs/pascal/
+    # cross_stitch.py); output stride and single-task starts keep configs/default.py's.
     config.model.alpha, config.model.beta = 0.8, 0.05
-    config.model.single_task_checkpoints = checkpoints_field()
     return apply_overrides(config, ",".join(items))
 
 

@@ -54,7 +54,7 @@ def synthetic_batch(config, batch: int, size: tuple[int, int], seed: int = 0) ->
     """A batch in the pipeline's conventions for every task of the config (host NumPy)."""
     rng = np.random.default_rng(seed)
     shape = (batch, *size)
-    tasks = dict.fromkeys((*config.tasks, *config.get("aux_tasks", ())))
+    tasks = dict.fromkeys((*config.tasks, *config.aux_tasks))
     specs = task_specs(list(tasks), config.dataset.name)
     out = {"image": rng.normal(size=(*shape, 3)).astype(np.float32), "mask": np.ones(batch, bool)}
     for name, spec in specs.items():
@@ -70,6 +70,47 @@ def synthetic_batch(config, batch: int, size: tuple[int, int], seed: int = 0) ->
     return out
 
 
+class CompiledStep:
+    """The compiled train step of a config with its state and one device-resident synthetic
+    batch; `run(steps)` times a window of steps. The PyTorch comparison
+    (benchmarks/pytorch_reference.py) interleaves these windows with the reference's."""
+
+    def __init__(self, config, batch: int, size: tuple[int, int]):
+        mesh = sharding.create_mesh(-1)
+        # Durations in epochs need an epoch length; the schedule's length does not change the
+        # cost.
+        config = resolve_durations(config, examples_per_epoch=100 * batch)
+        self.config, self.batch, self.size = config, batch, size
+        model = create_model(config)
+        tx = create_optimizer(config, create_schedule(config))
+        # DWA's period does not change the step's cost; any steps_per_epoch will do.
+        weighting = create_weighting(config, trained_tasks(config), steps_per_epoch=100)
+        init = jax.tree_util.Partial(
+            create_train_state, model, tx, weighting, (*size, 3), config.seed
+        )
+        shardings = sharding.state_shardings(mesh, jax.eval_shape(init))
+        self.state = jax.jit(init, out_shardings=shardings)()
+        train_step, _ = compile_config_steps(config, model, tx, weighting, mesh, shardings)
+        self.data = jax.device_put(
+            synthetic_batch(config, batch, size), sharding.batch_sharding(mesh)
+        )
+        start = time.perf_counter()
+        self.compiled = train_step.lower(self.state, self.data).compile()
+        self.compile_s = time.perf_counter() - start
+        cost = self.compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost
+        self.flops = float(cost.get("flops", 0.0)) if cost else 0.0
+        self.scalars = None
+
+    def run(self, steps: int) -> float:
+        """Runs `steps` steps and returns the wall-clock seconds until the last one is done."""
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.state, self.scalars = self.compiled(self.state, self.data)
+        jax.block_until_ready(self.scalars)
+        return time.perf_counter() - start
+
+
 def measure(
     config,
     batch: int,
@@ -82,57 +123,28 @@ def measure(
 ) -> dict:
     """Compiles and times the train step of `config` on all local devices; with `profile_dir`,
     one more window is traced there (TensorBoard / Perfetto trace)."""
-    mesh = sharding.create_mesh(-1)
-    # Durations in epochs need an epoch length; the schedule's length does not change the cost.
-    config = resolve_durations(config, examples_per_epoch=100 * batch)
-    model = create_model(config)
-    tx = create_optimizer(config, create_schedule(config))
-    # DWA's period does not change the step's cost; any steps_per_epoch will do.
-    weighting = create_weighting(config, trained_tasks(config), steps_per_epoch=100)
-    init = jax.tree_util.Partial(create_train_state, model, tx, weighting, (*size, 3), config.seed)
-    shardings = sharding.state_shardings(mesh, jax.eval_shape(init))
-    state = jax.jit(init, out_shardings=shardings)()
-    train_step, _ = compile_config_steps(config, model, tx, weighting, mesh, shardings)
-    data = jax.device_put(synthetic_batch(config, batch, size), sharding.batch_sharding(mesh))
-
-    start = time.perf_counter()
-    compiled = train_step.lower(state, data).compile()
-    compile_s = time.perf_counter() - start
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    flops = float(cost.get("flops", 0.0)) if cost else 0.0
-
-    for _ in range(warmup):
-        state, scalars = compiled(state, data)
-    jax.block_until_ready(scalars)
-    rates = []
-    for _ in range(windows):
-        start = time.perf_counter()
-        for _ in range(steps_per_window):
-            state, scalars = compiled(state, data)
-        jax.block_until_ready(scalars)
-        rates.append(steps_per_window * batch / (time.perf_counter() - start))
+    step = CompiledStep(config, batch, size)
+    step.run(warmup)
+    rates = [steps_per_window * batch / step.run(steps_per_window) for _ in range(windows)]
     images_per_s = statistics.median(rates)
     if profile_dir:
         with jax.profiler.trace(profile_dir):
-            for _ in range(steps_per_window):
-                state, scalars = compiled(state, data)
-            jax.block_until_ready(scalars)
+            step.run(steps_per_window)
     memory = jax.local_devices()[0].memory_stats() or {}
     return {
-        "model": config.model.name,
-        "dtype": config.dtype,
+        "model": step.config.model.name,
+        "dtype": step.config.dtype,
         "batch": batch,
         "size": list(size),
         "device": jax.devices()[0].device_kind,
         "num_devices": jax.device_count(),
         "images_per_s": images_per_s,
         "window_images_per_s": rates,
-        "compile_s": compile_s,
+        "compile_s": step.compile_s,
         "peak_memory_gib": memory.get("peak_bytes_in_use", float("nan")) / 2**30,
-        "tflop_per_step": flops / 1e12,
-        "achieved_tflop_per_s": flops / 1e12 * images_per_s / batch,
-        "loss": float(scalars["loss"]),
+        "tflop_per_step": step.flops / 1e12,
+        "achieved_tflop_per_s": step.flops / 1e12 * images_per_s / batch,
+        "loss": float(step.scalars["loss"]),
     }
 
 
@@ -142,7 +154,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--config", default="configs/default.py")
     parser.add_argument("--arg", default=None, help="the config's get_config argument")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--size", default=None, help="HxW, e.g. 480x640")
+    parser.add_argument(
+        "--size", default=None, help="HxW, e.g. 480x640; default: config.dataset.image_size"
+    )
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--windows", type=int, default=3)
@@ -190,7 +204,9 @@ def single(args) -> dict:
         config.dtype = args.dtype
     if args.size:
         size = tuple(int(v) for v in args.size.lower().split("x"))
-    result = _timed(config, batch, size or tuple(config.get("image_size", (128, 160))), args)
+    # Without --size: the config's input size, else the default dataset's stored 128x160.
+    size = size or tuple(config.dataset.image_size or (128, 160))
+    result = _timed(config, batch, size, args)
     print(json.dumps(result, indent=2))
     return result
 

@@ -4,16 +4,29 @@ MTI-Net (initial predictions at four scales with deep supervision, feature propa
 scales, multi-modal distillation, HRNet heads) on `hrnet_tiny`, a narrow one-module-per-stage
 HRNet (channels 8/16/32/64, see `mtnets/models/backbones/hrnet.py`), distilling at the finest
 scale only (the paper's ablation; with six tasks the 30 spatial-attention blocks per scale are
-half of the network's operations and dominate compile time on a CPU), so that the whole run,
-dataset build included, takes a few minutes on a 2-core CPU. `model.mti_net.distill_all_scales
-=True` is the full model. Variants:
+half of the network's operations and dominate compile time on a CPU).
+`model.mti_net.distill_all_scales=True` is the full model.
+
+The budget is sized so that the whole run (training, then one evaluation on the 300
+validation images with every task's metrics and the edge ODS/OIS/AP) fits in about 3 minutes
+on 2 idle CPU cores once compiled, and ends with a model that has visibly learned:
+- `synthetic_scenes/small`, the default scenes rendered at 64x96 (both sides divide by 32, as
+  HRNet needs): a step costs a third to a quarter of one at the stored 128x160, so the same
+  minutes buy 4 epochs instead of 0.8 (200 steps at 128x160 ended at semseg mIoU 0.32 with
+  depth maps that looked like noise);
+- 1000 steps of batch 8 (4 epochs), Adam 2e-3 with poly decay to 0 at the last step (MTL's
+  schedule, no warm-up: training from scratch with batch norm is stable at this rate);
+- evaluation and checkpoint at the last step only: an intermediate evaluation would cost the
+  run time without changing its result.
+CHANGELOG.md (2026-12-03) has the evidence and the time estimate. Variants:
 `--config=configs/default.py:model.backbone=hrnet_w18_small_v2` (the reference's backbone),
-`model.name=multi_task_baseline`, or flags such as `--config.num_train_steps=100`.
+`model.name=multi_task_baseline`, `dataset.config=default` (128x160), or flags such as
+`--config.num_train_steps=100`.
 """
 
 import ml_collections
 
-from mtnets.config_utils import apply_overrides
+from mtnets.config_utils import apply_overrides, checkpoints_field
 from mtnets.models.registry import model_defaults
 from mtnets.weighting.registry import weighting_config
 
@@ -24,7 +37,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.dataset = ml_collections.ConfigDict()
     config.dataset.name = "synthetic_scenes"
-    config.dataset.config = "default"  # builder config: "default" (128x160) or "tiny" (32x40)
+    # Builder config: "small" (64x96), "default" (128x160) or "tiny" (32x40, for tests);
+    # None: the builder's default.
+    config.dataset.config = _optional(str, "small")
     config.dataset.data_dir = ml_collections.config_dict.placeholder(str)  # None: TFDS default
     config.dataset.train_split = "train"
     config.dataset.eval_split = "validation"
@@ -39,7 +54,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.dataset.manual_dir = ml_collections.config_dict.placeholder(str)  # archives; None:
     # <data_dir>/downloads/manual
     config.dataset.image_size = ml_collections.config_dict.placeholder(tuple)  # None: stored
-    config.dataset.eval_canvas = ml_collections.config_dict.placeholder(tuple)  # PASCAL eval
+    # (h, w): evaluate at the labels' own size, padded to this canvas (PASCAL's variable sizes);
+    # None: labels transformed with the images, as in training.
+    config.dataset.eval_canvas = ml_collections.config_dict.placeholder(tuple)
     config.dataset.image_normalization = "imagenet"  # or "none" (lorenmt's raw images)
 
     config.tasks = ("semseg", "depth", "normals", "edge", "sal", "human_parts")
@@ -58,10 +75,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.pretrained = ml_collections.config_dict.placeholder(str)
     # The models' own fields, with the defaults their registry entries declare (docs/models.md):
     # `mti_net.*` (MTI-Net's ablation switches, the paper's Tables 2 and 3; default the full
-    # model), `output_stride` (MTAN, cross-stitch, NDDR-CNN) and `alpha` / `beta` (the initial
-    # self / cross weights of the cross-stitch and NDDR units).
+    # model), `output_stride` (MTAN, cross-stitch, NDDR-CNN: the trunk's output stride, 8 as
+    # MTL's ResnetDilated) and `alpha` / `beta` (the initial self / cross weights of the
+    # cross-stitch and NDDR units).
     config.model.update(ml_collections.ConfigDict(model_defaults()))
     config.model.mti_net.distill_all_scales = False  # this experiment: the finest scale only
+    # Cross-stitch / NDDR-CNN: {task: path} of each task's trained single-task run (workdir,
+    # checkpoint directory or MTL file); all None: every task network starts from
+    # model.pretrained. See mtnets/train/warm_start.py.
+    config.model.single_task_checkpoints = checkpoints_field()
 
     config.loss = ml_collections.ConfigDict()
     config.loss.edge_pos_weight = 0.95  # MTL's edge_w
@@ -94,12 +116,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Durations in steps or in epochs (exactly one of each pair; the other None). Epochs become
     # steps at run time from the examples the training stream reads per epoch
     # (`mtnets.config_utils.resolve_durations`), so a config cannot disagree with its dataset.
-    config.num_train_steps = _steps(200)
+    # The budget of the default run (module docstring): 1000 steps = 4 epochs at 64x96, with
+    # one evaluation and one checkpoint, at the end.
+    config.num_train_steps = _steps(1000)
     config.num_train_epochs = ml_collections.config_dict.placeholder(float)
-    config.log_every_steps = 25
-    config.eval_every_steps = _steps(200)
+    config.log_every_steps = 50
+    config.eval_every_steps = _steps(1000)
     config.eval_every_epochs = ml_collections.config_dict.placeholder(float)
-    config.checkpoint_every_steps = _steps(200)
+    config.checkpoint_every_steps = _steps(1000)
     config.checkpoint_every_epochs = ml_collections.config_dict.placeholder(float)
     config.keep_checkpoints = 3
     config.num_eval_images = 4  # examples drawn in the predictions PNG and TensorBoard
@@ -109,7 +133,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # and eval.py) or "all" (every evaluation).
     config.eval.edge_benchmark = "final"
     config.eval.edge_max_dist = ml_collections.config_dict.placeholder(float)  # None: dataset's
-    # Single-task eval JSON files for Delta_m: {task: path}, a path or a list of paths.
+    # Single-task eval JSON files for Delta_m: {task: path}, a path or a list of paths; None:
+    # no Delta_m.
     config.eval.delta_m_references = ml_collections.config_dict.placeholder(object)
 
     config.num_devices = -1  # devices used; -1: all
@@ -120,6 +145,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 def _steps(value: int) -> ml_collections.FieldReference:
     """An int field that may also be None (when its `*_epochs` twin is set)."""
-    field = ml_collections.config_dict.placeholder(int)
+    return _optional(int, value)
+
+
+def _optional(kind: type, value) -> ml_collections.FieldReference:
+    """A field of type `kind` that configs may also set to None (a `*_steps` field whose
+    `*_epochs` twin is set, a builder config left to the builder). A plain field set to None
+    loses its type, and the command line could not set it again."""
+    field = ml_collections.config_dict.placeholder(kind)
     field.set(value)
     return field

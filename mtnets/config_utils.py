@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ast
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import ml_collections
 
@@ -23,8 +24,10 @@ from mtnets.weighting import registry as weighting_registry
 def apply_overrides(config: ml_collections.ConfigDict, arg: str | None):
     """Applies `a=1,model.backbone=resnet18,tasks=semseg+depth` to `config`, in place.
 
-    Values are parsed as Python literals where they can be (numbers, booleans, None); a value
-    with `+` for a tuple field is split into a tuple of strings. Unknown keys raise KeyError.
+    Each value is read as its field's type (`ConfigDict.get_type`, which placeholders keep
+    while None): text for a str field, a Python literal for numbers, booleans (`true` too) and
+    `object` fields, and `a+b+c` for a tuple (each item a literal where it is one:
+    `dataset.image_size=64+96`). `None` sets any field to None. Unknown keys raise KeyError.
     """
     if not arg:
         return config
@@ -32,31 +35,59 @@ def apply_overrides(config: ml_collections.ConfigDict, arg: str | None):
         key, sep, text = item.partition("=")
         if not sep:
             raise ValueError(f"Config argument {item!r} is not of the form key=value.")
-        parent, _, leaf = key.strip().rpartition(".")
-        node = config
-        for part in filter(None, parent.split(".")):
-            node = node[part]
-        if leaf not in node:
-            raise KeyError(f"Unknown config key {key!r} in config argument {arg!r}.")
-        node[leaf] = _parse(text.strip(), node[leaf])
+        node, leaf = _parent(config, key.strip(), f"config argument {arg!r}")
+        node[leaf] = _parse(text.strip(), node.get_type(leaf))
     return config
 
 
-def _parse(text: str, current):
-    if isinstance(current, tuple):
-        return tuple(filter(None, text.split("+")))
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = text
-    if isinstance(current, float) and isinstance(value, int):
-        value = float(value)
+def set_fields(config: ml_collections.ConfigDict, fields: Mapping[str, Any]):
+    """Sets `{"model.name": "mtan", "tasks": ("semseg",)}` on `config`, in place: the Python
+    twin of `apply_overrides` (tests, scripts). Unknown keys raise KeyError."""
+    for key, value in fields.items():
+        node, leaf = _parent(config, key, "set_fields")
+        node[leaf] = value
+    return config
+
+
+def _parent(config, key: str, where: str):
+    """(section, leaf) of the dotted `key`; a KeyError that names the key if it is unknown."""
+    parent, _, leaf = key.rpartition(".")
+    node = config
+    for part in filter(None, parent.split(".")):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            raise KeyError(f"Unknown config key {key!r} in {where}.")
+        node = node[part]
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+        raise KeyError(f"Unknown config key {key!r} in {where}.")
+    return node, leaf
+
+
+def _parse(text: str, kind: type):
+    if text == "None":
+        return None
+    if kind is tuple:
+        return tuple(_literal(part) for part in text.split("+") if part)
+    if kind is str:
+        return _literal(text) if text[:1] in "'\"" else text
+    if kind is bool and text in ("true", "false"):
+        return text == "true"
+    value = _literal(text)
+    if kind is float and type(value) is int:  # `learning_rate=1` is 1.0
+        return float(value)
     return value
+
+
+def _literal(text: str):
+    """`text` as a Python literal (number, boolean, quoted string, ...), else the text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 
 def validate(config) -> None:
     """Fails early, with the offending field named, on configs that cannot run."""
-    for name in (*config.tasks, *config.get("aux_tasks", ())):
+    for name in (*config.tasks, *config.aux_tasks):
         tasks_lib.task_spec(name, config.dataset.name)
     if not config.tasks:
         raise ValueError("config.tasks is empty.")
@@ -71,7 +102,7 @@ def validate(config) -> None:
     weighting_registry.check_config(config)  # names, sub-sections and fields
     if config.dtype not in ("float32", "bfloat16"):
         raise ValueError(f"config.dtype must be 'float32' or 'bfloat16', got {config.dtype!r}.")
-    if config.model.get("single_task_checkpoints"):
+    if any(config.model.single_task_checkpoints.values()):
         from mtnets.train.warm_start import checkpoint_paths
 
         checkpoint_paths(config)  # model and task names; Experiment.initial_state reads the files

@@ -70,16 +70,16 @@ def read_image(path: str) -> np.ndarray:
 def model_input_size(config) -> tuple[int, int]:
     """(height, width) the model of `config` was trained at; a ValueError if the model cannot
     take it (its input divisor)."""
-    size = config.dataset.get("image_size")
+    size = config.dataset.image_size
     if not size:
         import tensorflow_datasets as tfds
 
         import mtnets.data.builders  # noqa: F401  (registers the builders)
 
         name = config.dataset.name
-        if config.dataset.get("config"):
+        if config.dataset.config:
             name = f"{name}/{config.dataset.config}"
-        builder = tfds.builder(name, data_dir=config.dataset.get("data_dir"))
+        builder = tfds.builder(name, data_dir=config.dataset.data_dir)
         size = builder.info.features["image"].shape[:2]
         if None in size:
             raise ValueError(

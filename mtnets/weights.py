@@ -135,7 +135,7 @@ def where_to_get(spec: WeightFile) -> str:
 def pretrained_path(config) -> str | None:
     """The ImageNet checkpoint `config.model.pretrained` stands for (None: from scratch).
     Raises before anything is built when the file is missing."""
-    value = config.model.get("pretrained")
+    value = config.model.pretrained
     if value is None or str(value).lower() == "none":
         return None
     if value == "imagenet":
@@ -152,7 +152,7 @@ def weight_source(config) -> str:
     """Where the run's weights start, in words, checking that the files exist: single-task
     checkpoints (cross-stitch / NDDR-CNN; they replace every task's whole network, so they take
     precedence over an ImageNet start), an ImageNet file, or "from scratch"."""
-    singles = {t: p for t, p in (config.model.get("single_task_checkpoints") or {}).items() if p}
+    singles = {t: p for t, p in config.model.single_task_checkpoints.items() if p}
     if singles:
         return "single-task checkpoints " + ", ".join(f"{t}={p}" for t, p in singles.items())
     path = pretrained_path(config)

@@ -284,7 +284,7 @@ def test_config_applies_the_budget_then_the_overrides():
     config = results.get_config("scale=smoke,seed=3,model.name=mtan,model.head_width=16")
     budget = results.SCALES["smoke"]
     assert config.num_train_steps == budget["steps"] and config.batch_size == budget["batch"]
-    assert config.eval_every_steps == budget["steps"] // 4
+    assert config.eval_every_steps == budget["steps"] // 2
     assert config.dataset.eval_split == budget["eval_split"]
     assert config.seed == 3 and config.model.name == "mtan" and config.model.head_width == 16
     assert config.tasks == results.TASKS

@@ -6,7 +6,6 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -15,6 +14,7 @@ from ml_collections import config_flags
 
 from mtnets import weighting as wl
 from mtnets.weighting import dwa, gradnorm, pcgrad, rlw, uncertainty
+from tests.experiment_configs import experiment_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,8 +32,8 @@ def _parse(*args):
 
 
 def _config(name):
-    """A config with the weighting section of configs/default.py over tasks "a" and "b"."""
-    config = ml_collections.ConfigDict({"seed": 0, "weighting": wl.weighting_config(name)})
+    """configs/default.py with weighting `name` over tasks "a" and "b"."""
+    config = experiment_config({"seed": 0, "weighting.name": name})
     config.weighting.fixed.weights = {"a": 2.0, "b": 1.0}
     return config
 
@@ -384,6 +384,6 @@ def test_unknown_strategy_field_and_missing_section_are_errors():
         ValueError, match=r"Unknown field\(s\) \['temprature'\] in config.weighting.dwa"
     ):
         wl.create_weighting(config, ["a", "b"], steps_per_epoch=2)
-    config = ml_collections.ConfigDict({"seed": 0, "weighting": {"name": "dwa"}})
+    del config.weighting["dwa"]
     with pytest.raises(ValueError, match="config.weighting has no sub-section 'dwa'"):
         wl.create_weighting(config, ["a", "b"], steps_per_epoch=2)

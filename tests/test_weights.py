@@ -8,11 +8,11 @@ import os
 import re
 import threading
 
-import ml_collections
 import numpy as np
 import pytest
 
 from mtnets import weights
+from tests.experiment_configs import experiment_config
 
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 3 * 2**20 + 17, np.uint8).tobytes()
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
@@ -182,8 +182,9 @@ def test_fetch_of_an_hrnet_says_where_to_get_it_and_where_to_put_it(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Resolving config.model.pretrained.
 def config(pretrained, backbone="resnet50", **singles):
-    model = {"pretrained": pretrained, "backbone": backbone, "single_task_checkpoints": singles}
-    return ml_collections.ConfigDict({"model": model})
+    fields = {"model.pretrained": pretrained, "model.backbone": backbone}
+    fields.update({f"model.single_task_checkpoints.{t}": path for t, path in singles.items()})
+    return experiment_config(fields)
 
 
 def test_a_missing_imagenet_file_names_file_directory_fetch_command_and_opt_out(

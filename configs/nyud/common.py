@@ -28,7 +28,7 @@ from __future__ import annotations
 import ml_collections
 
 from configs.default import get_config as default_config
-from mtnets.config_utils import apply_overrides, checkpoints_field
+from mtnets.config_utils import apply_overrides
 
 # Reference backbone directory -> (our backbone, head, dilated).
 DIRECTORIES = {
@@ -91,7 +91,7 @@ def mtl_config(
     aux = aux_variants[chosen.get("aux", "")]
 
     config = default_config()
-    config.dataset = dataset_config(dataset)
+    set_dataset(config.dataset, dataset)
     config.tasks = tuple(tasks)
     config.aux_tasks = tuple(aux)
     config.model.name = model
@@ -157,35 +157,30 @@ def resnet_mtl_config(
     config.model.output_stride = 8  # MTL ResnetDilated(dilate_scale=8)
     if alpha_beta is not None:
         config.model.alpha, config.model.beta = alpha_beta
-        # {task: path}: every task's trained single-task network, which the reference starts
-        # from (all tasks or none; None: every task's ResNet starts from model.pretrained,
-        # ImageNet by default; docs/paper_differences.md). A path is the workdir of our
-        # single-task run (`configs/<dataset>/<task>.py:backbone=<the same ResNet>`; its latest
-        # checkpoint, or give `<workdir>/checkpoints/<step>`) or an MTL single-task
-        # `best_model.pth.tar` / `.npz`, e.g. `--config.model.single_task_checkpoints.semseg=
-        # /runs/semseg` or `model.single_task_checkpoints.semseg=/runs/semseg` in the launch
-        # string. See `mtnets.train.warm_start`.
-        config.model.single_task_checkpoints = checkpoints_field()
+        # `model.single_task_checkpoints` (a field of configs/default.py, all None) is {task:
+        # path}: every task's trained single-task network, which the reference starts from
+        # (all tasks or none; None: every task's ResNet starts from model.pretrained, ImageNet
+        # by default; docs/paper_differences.md). A path is the workdir of our single-task run
+        # (`configs/<dataset>/<task>.py:backbone=<the same ResNet>`; its latest checkpoint, or
+        # give `<workdir>/checkpoints/<step>`) or an MTL single-task `best_model.pth.tar` /
+        # `.npz`, e.g. `--config.model.single_task_checkpoints.semseg=/runs/semseg` or
+        # `model.single_task_checkpoints.semseg=/runs/semseg` in the launch string. See
+        # `mtnets.train.warm_start`.
     return apply_overrides(config, overrides)
 
 
-def dataset_config(dataset: str) -> ml_collections.ConfigDict:
-    """The data section: the reference's image size and augmentation for `dataset`."""
-    d = ml_collections.ConfigDict()
-    d.name = dataset
-    d.config = ml_collections.config_dict.placeholder(str)  # builder config; None: default
-    d.data_dir = ml_collections.config_dict.placeholder(str)  # None: TFDS default
-    d.manual_dir = ml_collections.config_dict.placeholder(str)  # the downloaded archives
-    d.train_split = "train"
-    d.eval_split = "validation"
-    d.shuffle_buffer = 1000
+def set_dataset(section: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDict:
+    """Sets the data section of configs/default.py to the reference's dataset, image size and
+    augmentation for `dataset`; the other fields keep their defaults."""
+    section.name = dataset
+    section.config = None  # the builder's only config
     if dataset == "nyud_mt":
-        d.augmentation = "nyud"  # flip, centre zoom {1, 1.2, 1.5} (depth / s)
-        d.image_size = (480, 640)
+        section.augmentation = "nyud"  # flip, centre zoom {1, 1.2, 1.5} (depth / s)
+        section.image_size = (480, 640)
     else:
-        d.augmentation = "pascal"  # flip, rotation ±20°, scale 0.75-1.25, resize to 512²
-        d.image_size = (512, 512)
-    return d
+        section.augmentation = "pascal"  # flip, rotation ±20°, scale 0.75-1.25, resize to 512²
+        section.image_size = (512, 512)
+    return section
 
 
 def ordered(tasks) -> tuple[str, ...]:

@@ -26,8 +26,6 @@ docs/paper_differences.md.
 
 from __future__ import annotations
 
-import ml_collections
-
 from configs.default import get_config as default_config
 from configs.nyud.common import split_arg
 from mtnets.config_utils import apply_overrides
@@ -43,15 +41,10 @@ def lorenmt_config(model: str, arg: str | None, *, single_task: bool = False):
     `mtnets/models/segnet_models.py`)."""
     selectors = ("task", "aug") if single_task else ("weighting", "aug")
     chosen, overrides = split_arg(arg, selectors)
-    config = default_config()
-    config.dataset = ml_collections.ConfigDict()
+    config = default_config()  # fields not set here keep their defaults
     config.dataset.name = "nyuv2_mtan"
-    config.dataset.config = ml_collections.config_dict.placeholder(str)
-    config.dataset.data_dir = ml_collections.config_dict.placeholder(str)
-    config.dataset.manual_dir = ml_collections.config_dict.placeholder(str)  # nyuv2/ or .zip
-    config.dataset.train_split = "train"
-    config.dataset.eval_split = "validation"
-    config.dataset.shuffle_buffer = 1000
+    config.dataset.config = None  # the builder's only config
+    # config.dataset.manual_dir: the extracted nyuv2/ directory or its .zip.
     aug = chosen.get("aug", "False")
     if aug not in ("True", "False"):
         raise ValueError(f"aug must be True or False, got {aug!r}.")
@@ -67,9 +60,8 @@ def lorenmt_config(model: str, arg: str | None, *, single_task: bool = False):
     else:
         config.tasks = TASKS
     config.aux_tasks = ()
-    config.model = ml_collections.ConfigDict()
-    config.model.name = model
-    config.model.pretrained = ml_collections.config_dict.placeholder(str)  # lorenmt: scratch
+    config.model.name = model  # a SegNet: backbone, head and mti_net do not apply
+    config.model.pretrained = None  # lorenmt: from scratch
 
     config.loss.convention = "lorenmt"
     config.weighting.name = chosen.get("weighting", "equal")

@@ -50,11 +50,11 @@ class InputPipeline:
 
     def __init__(self, config, mesh: jax.sharding.Mesh):
         self.config = config
-        self.tasks = tuple(dict.fromkeys((*config.tasks, *config.get("aux_tasks", ()))))
+        self.tasks = tuple(dict.fromkeys((*config.tasks, *config.aux_tasks)))
         self.rows = sharding.process_rows(config.batch_size, mesh)  # this process's rows
         self.sharding = sharding.batch_sharding(mesh)
         self.builder = _prepared_builder(config.dataset)
-        self.augmentation = config.dataset.get("augmentation", "synthetic")
+        self.augmentation = config.dataset.augmentation
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(
                 f"Unknown config.dataset.augmentation {self.augmentation!r}; "
@@ -63,7 +63,7 @@ class InputPipeline:
         features = self.builder.info.features
         self._jpeg_image = getattr(features["image"], "encoding_format", None) == "jpeg"
         self._uint8_image = features["image"].np_dtype == np.uint8
-        size = config.dataset.get("image_size")
+        size = config.dataset.image_size
         self.input_size = tuple(size) if size else tuple(features["image"].shape[:2])
         if None in self.input_size:
             raise ValueError(
@@ -77,7 +77,7 @@ class InputPipeline:
                 f"{stored}; only augmentation 'pascal' resizes (FixedResize)."
             )
         self._epoch_size = None  # examples_per_epoch(), counted on first use
-        canvas = config.dataset.get("eval_canvas")
+        canvas = config.dataset.eval_canvas
         self.eval_canvas = tuple(canvas) if canvas else None
         missing = [t for t in self.tasks if t not in self.builder.info.features]
         if missing:
@@ -395,16 +395,16 @@ def _count(dataset: tf.data.Dataset) -> int:
 def _prepared_builder(dataset_config) -> tfds.core.DatasetBuilder:
     """The TFDS builder, generated on first use (process 0 first; never downloads)."""
     name = dataset_config.name
-    if dataset_config.get("config"):
+    if dataset_config.config:
         name = f"{name}/{dataset_config.config}"
     try:
-        builder = tfds.builder(name, data_dir=dataset_config.get("data_dir"))
+        builder = tfds.builder(name, data_dir=dataset_config.data_dir)
     except tfds.core.registered.DatasetNotFoundError as error:
         raise ValueError(f"Unknown config.dataset.name {dataset_config.name!r}: {error}") from None
     # Never downloads; the real datasets read their archive from the manual dir
     # (config.dataset.manual_dir, default <data_dir>/downloads/manual).
     download_config = tfds.download.DownloadConfig(
-        try_download_gcs=False, manual_dir=dataset_config.get("manual_dir")
+        try_download_gcs=False, manual_dir=dataset_config.manual_dir
     )
     if jax.process_index() == 0:
         builder.download_and_prepare(download_config=download_config)

@@ -43,6 +43,6 @@ def build_single_task(config, dtype) -> nn.Module:
 
 
 def _baseline(config, channels: Mapping[str, int], dtype) -> nn.Module:
-    hidden = config.model.get("head_width", 0)
+    hidden = config.model.head_width
     heads = {t: create_head(config.model.head, c, hidden, dtype) for t, c in channels.items()}
     return MultiTaskModel(common.backbone(config, dtype), heads)

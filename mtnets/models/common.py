@@ -3,7 +3,7 @@
 Fields every model may read: `config.model.backbone`, `config.model.dilated` (ResNets: output
 stride 8, MTL `ResnetDilated`), `config.model.head`, `config.model.head_width`, `config.tasks`,
 `config.aux_tasks` and `config.dataset.name`. A model's own fields are declared with its
-registry entry (`mtnets.models.registry`) and read with `registry.model_options`.
+registry entry (`mtnets.models.registry`); configs/default.py adds them to `config.model`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from mtnets.tasks import output_channels, task_specs
 def aux_tasks(config) -> tuple[str, ...]:
     """The tasks with intermediate predictions: `config.aux_tasks`, or the main tasks if it is
     empty. Like the reference's AUXILARY_TASKS it must contain every main task."""
-    aux = tuple(config.get("aux_tasks", ()) or config.tasks)
+    aux = tuple(config.aux_tasks or config.tasks)
     missing = [t for t in config.tasks if t not in aux]
     if missing:
         raise ValueError(
@@ -45,13 +45,13 @@ def single_task_channels(config) -> dict[str, int]:
 
 def backbone(config, dtype) -> nn.Module:
     """The backbone `config.model.backbone` (dilated if `config.model.dilated`)."""
-    return create_backbone(config.model.backbone, dtype, dilated=config.model.get("dilated", False))
+    return create_backbone(config.model.backbone, dtype, dilated=config.model.dilated)
 
 
 def resnet_name(config) -> str:
     """`config.model.backbone` of a model built on per-stage ResNet pieces (default
     `resnet50`), checked to be a ResNet."""
-    name = config.model.get("backbone", "resnet50")
+    name = config.model.backbone
     if name not in RESNETS:
         raise ValueError(
             f"config.model.backbone {name!r} is not a ResNet; {config.model.name!r} takes one "

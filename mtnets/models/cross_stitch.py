@@ -21,7 +21,7 @@ from mtnets.models import common
 from mtnets.models.backbones.resnet import ResNetPieces, resnet_trunk
 from mtnets.models.heads import DeepLabHead
 from mtnets.models.layers import resize
-from mtnets.models.registry import model_options, register_model
+from mtnets.models.registry import register_model
 
 # The fields cross-stitch and NDDR-CNN add to `config.model`: the dilated trunks' output
 # stride (MTL ResnetDilated(dilate_scale=8)) and the units' initial self / cross weights.
@@ -42,13 +42,12 @@ def build(config, dtype) -> nn.Module:
 def unit_network_fields(config, dtype) -> dict:
     """The module fields of a network of per-task ResNets joined by units (cross-stitch,
     NDDR-CNN) from `config.model`."""
-    options = model_options(config)
     return dict(
         resnet=common.resnet_name(config),
-        output_stride=options["output_stride"],
-        head_width=config.model.get("head_width", 0),
-        alpha=options["alpha"],
-        beta=options["beta"],
+        output_stride=config.model.output_stride,
+        head_width=config.model.head_width,
+        alpha=config.model.alpha,
+        beta=config.model.beta,
         dtype=dtype,
     )
 

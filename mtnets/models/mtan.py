@@ -18,7 +18,7 @@ from mtnets.models import common
 from mtnets.models.backbones.resnet import RESNETS, Bottleneck, resnet_trunk, stage_dilations
 from mtnets.models.heads import DeepLabHead
 from mtnets.models.layers import resize
-from mtnets.models.registry import model_options, register_model
+from mtnets.models.registry import register_model
 from mtnets.models.segnet_models import AttentionMask
 
 
@@ -33,8 +33,8 @@ def build(config, dtype) -> nn.Module:
     return ResNetMTAN(
         common.task_channels(config),
         resnet=common.resnet_name(config),
-        output_stride=model_options(config)["output_stride"],
-        head_width=config.model.get("head_width", 0),
+        output_stride=config.model.output_stride,
+        head_width=config.model.head_width,
         dtype=dtype,
     )
 

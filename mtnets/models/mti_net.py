@@ -49,7 +49,7 @@ from mtnets.models.backbones.resnet import BasicBlock
 from mtnets.models.heads import HighResolutionHead
 from mtnets.models.layers import SEBlock, conv, resize
 from mtnets.models.pad_net import MultiTaskDistillation
-from mtnets.models.registry import model_options, register_model
+from mtnets.models.registry import register_model
 
 FPM_SOFTMAX = ("reference", "per_task")
 
@@ -205,16 +205,16 @@ class MTINet(nn.Module):
 def build(config, dtype) -> nn.Module:
     """MTI-Net on `config.model.backbone` for `config.tasks`, with `config.aux_tasks`."""
     aux = common.aux_tasks(config)
-    options = model_options(config)["mti_net"]
+    options = config.model.mti_net
     return MTINet(
         common.backbone(config, dtype),
         tuple(config.tasks),
         aux,
         common.task_channels(config, aux),
-        num_scales=options["num_scales"],
-        use_fpm=options["use_fpm"],
-        distill_all_scales=options["distill_all_scales"],
-        fpm_softmax=options["fpm_softmax"],
-        head_width=config.model.get("head_width", 0),
+        num_scales=options.num_scales,
+        use_fpm=options.use_fpm,
+        distill_all_scales=options.distill_all_scales,
+        fpm_softmax=options.fpm_softmax,
+        head_width=config.model.head_width,
         dtype=dtype,
     )

@@ -100,6 +100,6 @@ def build(config, dtype) -> nn.Module:
         aux,
         common.task_channels(config, aux),
         # The per-task feature width; 0: the reference's 256 (too heavy for a CPU run).
-        width=config.model.get("head_width", 0) or 256,
+        width=config.model.head_width or 256,
         dtype=dtype,
     )

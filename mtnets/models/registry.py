@@ -241,22 +241,11 @@ def model_defaults(entries: Mapping[str, ModelInfo] | None = None) -> dict[str, 
     return out
 
 
-def model_options(config) -> dict[str, Any]:
-    """The model-specific fields of `config.model.name`: its registered defaults, overridden
-    by the values `config.model` has (a config need not list them all)."""
-    options = {}
-    for field, default in model_info(config.model.name).defaults.items():
-        value = config.model.get(field, default)
-        if isinstance(default, Mapping):  # a sub-section: field by field
-            value = {k: value.get(k, v) for k, v in default.items()}
-        options[field] = value
-    return options
-
 
 def create_model(config):
     """The Linen module that `config.model` describes, with heads for `config.tasks`; the
-    compute dtype is `config.dtype` (float32 when absent)."""
+    compute dtype is `config.dtype`."""
     import jax.numpy as jnp
 
     build = builder(config.model.name)
-    return build(config, jnp.dtype(config.get("dtype", "float32")))
+    return build(config, jnp.dtype(config.dtype))

@@ -274,10 +274,7 @@ def single_task_state_dicts(
             out[f"{'backbone' if part == 'backbone' else 'heads'}.{task}.{rest}"] = np.asarray(
                 value
             )
-    from mtnets.models.registry import model_options
-
-    options = model_options(config)
-    alpha, beta = options["alpha"], options["beta"]
+    alpha, beta = config.model.alpha, config.model.beta
     stage_channels = _trunk_channels(config)
     if name == "cross_stitch":
         for s, c in enumerate(stage_channels[1:], start=1):
@@ -307,7 +304,7 @@ def _trunk_channels(config) -> list[int]:
     """Channels after the stem and after stages 1-4 of `config.model.backbone`."""
     from mtnets.models.backbones.resnet import RESNETS
 
-    spec = RESNETS[config.model.get("backbone", "resnet50")]
+    spec = RESNETS[config.model.backbone]
     return [spec["width"]] + [spec["width"] * 2**s * spec["block"].expansion for s in range(4)]
 
 

@@ -109,7 +109,7 @@ def _deeplab_head(parts: Sequence[str]) -> str:
 
 
 def _head(parts: Sequence[str], config) -> str:
-    if config.model.get("head", "hrnet") == "deeplab":
+    if config.model.head == "deeplab":
         return _deeplab_head(parts)
     return _hrnet_head(parts)
 

@@ -46,7 +46,7 @@ class Experiment:
         self.tasks = trained_tasks(config)  # main + auxiliary
         self.specs = task_specs(config.tasks, config.dataset.name)  # evaluated: the main tasks
         self.model = create_model(config)
-        self.mesh = sharding.create_mesh(config.num_devices, config.get("model_parallelism", 1))
+        self.mesh = sharding.create_mesh(config.num_devices, config.model_parallelism)
         self.data = InputPipeline(config, self.mesh)
         _check_input_size(config, self.data.image_shape)
         # Durations in epochs become steps from what the training stream really reads.
@@ -96,7 +96,6 @@ class Experiment:
         last train step, eval.py); Delta_m is added when `config.eval.delta_m_references` names
         single-task results.
         """
-        eval_config = self.config.get("eval", {})
         split = self.config.dataset.eval_split
         edge_benchmark = self._edge_benchmark(final)
         logging.info(
@@ -115,12 +114,12 @@ class Experiment:
             edge_benchmark=edge_benchmark,
             num_batches=self._num_eval_batches(),
         )
-        results = with_delta_m(results, eval_config.get("delta_m_references"), self.config.tasks)
+        results = with_delta_m(results, self.config.eval.delta_m_references, self.config.tasks)
         write_results(workdir, step, results)
         picture = prediction_picture(
             samples,
             self.config.tasks,
-            self.config.dataset.get("image_normalization", "imagenet"),
+            self.config.dataset.image_normalization,
             class_names(self.config.dataset.name),
         )
         if jax.process_index() == 0:
@@ -137,10 +136,10 @@ class Experiment:
         return math.ceil(per_process / self.data.local_batch_size)
 
     def _edge_benchmark(self, final: bool) -> EdgeBenchmark | None:
-        mode = self.config.get("eval", {}).get("edge_benchmark", "final")
+        mode = self.config.eval.edge_benchmark
         if "edge" not in self.config.tasks or not (mode == "all" or (mode == "final" and final)):
             return None
-        max_dist = self.config.get("eval", {}).get("edge_max_dist") or MAX_DIST.get(
+        max_dist = self.config.eval.edge_max_dist or MAX_DIST.get(
             self.config.dataset.name, DEFAULT_MAX_DIST
         )
         return EdgeBenchmark(max_dist=max_dist)

@@ -229,7 +229,7 @@ def compile_steps(
 
 def trained_tasks(config) -> tuple[str, ...]:
     """The tasks that carry a loss: `config.tasks`, then the auxiliary ones, each once."""
-    return tuple(dict.fromkeys((*config.tasks, *config.get("aux_tasks", ()))))
+    return tuple(dict.fromkeys((*config.tasks, *config.aux_tasks)))
 
 
 def compile_config_steps(config, model, tx, weighting, mesh, state_shardings):
@@ -240,7 +240,7 @@ def compile_config_steps(config, model, tx, weighting, mesh, state_shardings):
     loss_fn = functools.partial(
         losses_lib.task_loss,
         edge_pos_weight=config.loss.edge_pos_weight,
-        convention=config.loss.get("convention", "mtl"),
+        convention=config.loss.convention,
     )
     loss_specs = task_specs(trained_tasks(config), config.dataset.name)
     return compile_steps(

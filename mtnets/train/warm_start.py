@@ -54,7 +54,7 @@ def checkpoint_paths(config) -> dict[str, str]:
     when it is unset or all None), after the checks that need no file: the model is
     cross-stitch or NDDR-CNN, no ImageNet `model.pretrained` as well, no task outside
     `config.tasks`, and every task given or none."""
-    entries = config.model.get("single_task_checkpoints") or {}
+    entries = config.model.single_task_checkpoints
     given = {task: str(path) for task, path in entries.items() if path}
     if not given:
         return {}
@@ -66,7 +66,7 @@ def checkpoint_paths(config) -> dict[str, str]:
             f"config.model.name is {name!r}; unset it (or use config.model.pretrained)."
         )
     # "imagenet" is the paper configs' default: the single-task checkpoints take precedence.
-    if str(config.model.get("pretrained")).lower() not in ("none", "imagenet"):
+    if str(config.model.pretrained).lower() not in ("none", "imagenet"):
         raise ValueError(
             f"Set either config.model.pretrained or {FIELD}, not both: the single-task "
             "checkpoints replace the whole of every task's backbone."
@@ -88,21 +88,15 @@ def checkpoint_paths(config) -> dict[str, str]:
 def single_task_config(config, task: str) -> ml_collections.ConfigDict:
     """The single-task model whose variables initialise `task` of the cross-stitch / NDDR-CNN
     `config`: the same ResNet, dilated, with a DeepLab head (MTL's `SingleTaskModel`)."""
-    return ml_collections.ConfigDict(
-        dict(
-            model=dict(
-                name="single_task_baseline",
-                backbone=config.model.backbone,
-                dilated=True,
-                head="deeplab",
-                head_width=config.model.get("head_width", 0),
-            ),
-            tasks=(task,),
-            aux_tasks=(),
-            dataset=dict(name=config.dataset.name),
-            dtype="float32",
-        )
-    )
+    # A copy of the whole config, so that every field keeps its value or default.
+    single = config.copy_and_resolve_references()
+    single.model.name = "single_task_baseline"
+    single.model.dilated = True
+    single.model.head = "deeplab"
+    single.tasks = (task,)
+    single.aux_tasks = ()
+    single.dtype = "float32"
+    return single
 
 
 def read_single_task_variables(

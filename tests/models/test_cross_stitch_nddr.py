@@ -2,7 +2,6 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -12,6 +11,7 @@ from mtnets.models.cross_stitch import CrossStitchNetwork, stitch_init
 from mtnets.models.heads import DeepLabHead
 from mtnets.models.nddr_cnn import NDDRCNN, nddr_init
 from mtnets.porting.mtan import variables_from_single_task_variables
+from tests.experiment_configs import model_config
 
 PASCAL = ("semseg", "human_parts", "sal", "normals", "edge")
 NYUD = ("semseg", "depth")
@@ -22,12 +22,8 @@ def count(tree) -> int:
 
 
 def config_for(name, backbone, tasks, dataset, alpha=0.9, beta=0.1):
-    return ml_collections.ConfigDict(
-        dict(
-            model=dict(name=name, backbone=backbone, output_stride=8, alpha=alpha, beta=beta),
-            tasks=tuple(tasks),
-            dataset=dict(name=dataset),
-        )
+    return model_config(
+        name, tasks, dataset, backbone=backbone, output_stride=8, alpha=alpha, beta=beta
     )
 
 

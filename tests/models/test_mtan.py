@@ -5,7 +5,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -17,6 +16,7 @@ from mtnets.models.backbones.resnet import BasicBlock, ResNet, ResNetPieces, res
 from mtnets.models.mtan import ResNetMTAN, pool_after_stages
 from mtnets.models.segnet_models import SegNetMTAN
 from mtnets.tasks import task_specs
+from tests.experiment_configs import model_config
 
 PASCAL = ("semseg", "human_parts", "sal", "normals", "edge")
 NYUD = ("semseg", "depth")
@@ -27,13 +27,7 @@ def count(tree) -> int:
 
 
 def resnet_config(name, backbone, tasks, dataset):
-    return ml_collections.ConfigDict(
-        dict(
-            model=dict(name=name, backbone=backbone, output_stride=8),
-            tasks=tuple(tasks),
-            dataset=dict(name=dataset),
-        )
-    )
+    return model_config(name, tasks, dataset, backbone=backbone, output_stride=8)
 
 
 @pytest.mark.parametrize(

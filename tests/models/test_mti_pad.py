@@ -3,13 +3,14 @@ softmax grouping, the ablation switches and the dilated ResNet."""
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
+from mtnets.config_utils import set_fields
 from mtnets.models import create_backbone, create_model
 from mtnets.models.heads import DeepLabHead
 from mtnets.models.mti_net import fpm_attention
+from tests.experiment_configs import model_config
 
 
 def count(tree) -> int:
@@ -21,12 +22,13 @@ def shapes(module, size=(64, 64)):
     return jax.eval_shape(lambda: module.init(jax.random.key(0), x))
 
 
+# The full MTI-Net (every scale distils; configs/default.py distils at the finest only).
+FULL_MTI_NET = dict(num_scales=4, use_fpm=True, distill_all_scales=True, fpm_softmax="reference")
+
+
 def config(name, tasks=("semseg", "depth"), aux=(), backbone="hrnet_tiny", **mti):
-    c = ml_collections.ConfigDict()
-    c.dataset = dict(name="nyud_mt")
-    c.tasks, c.aux_tasks = tasks, aux
-    c.model = dict(name=name, backbone=backbone, head="hrnet", mti_net=mti)
-    return c
+    c = model_config(name, tasks, "nyud_mt", aux, backbone=backbone, head="hrnet")
+    return set_fields(c, {f"model.mti_net.{k}": v for k, v in {**FULL_MTI_NET, **mti}.items()})
 
 
 @pytest.mark.parametrize(

@@ -2,19 +2,17 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from flax import nnx
 
 from mtnets.models import create_model
+from tests.experiment_configs import model_config
 
 
 def small_mti_net():
-    c = ml_collections.ConfigDict()
-    c.dataset = dict(name="nyud_mt")
-    c.tasks, c.aux_tasks = ("semseg", "depth"), ()
-    c.model = dict(name="mti_net", backbone="hrnet_tiny", head="hrnet", head_width=8)
+    c = model_config("mti_net", ("semseg", "depth"), "nyud_mt", head_width=8)
+    c.model.mti_net.distill_all_scales = True  # the full MTI-Net
     return create_model(c)
 
 

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-import ml_collections
 import pytest
 
 from mtnets.models import registry
@@ -148,16 +147,15 @@ def test_shared_fields_need_one_default():
         registry.model_defaults({"a": a, "b": b})
 
 
-def test_model_options_fill_what_a_config_leaves_out():
-    config = ml_collections.ConfigDict(
-        dict(model=dict(name="mti_net", mti_net=dict(num_scales=2)), tasks=("semseg",))
-    )
-    options = registry.model_options(config)["mti_net"]
-    assert options["num_scales"] == 2
-    defaults = registry.model_info("mti_net").defaults["mti_net"]
-    assert {k: v for k, v in options.items() if k != "num_scales"} == {
-        k: v for k, v in defaults.items() if k != "num_scales"
-    }
+def test_the_default_config_has_every_models_own_fields():
+    from configs.default import get_config
+
+    model = get_config().model
+    for name, info in registry.declared().items():
+        for field, default in info.defaults.items():
+            assert field in model, (name, field)
+            if isinstance(default, dict):
+                assert set(model[field]) == set(default), (name, field)
 
 
 def test_the_registry_and_the_package_load_no_jax():

@@ -2,12 +2,12 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from mtnets.models import MODELS, create_model
 from mtnets.models.layers import max_pool_with_indices, max_unpool, resize_align_corners
+from tests.experiment_configs import model_config
 
 
 def count(tree) -> int:
@@ -108,9 +108,7 @@ def test_align_corners_resize_matches_pytorch(in_size, out_size):
 
 
 def config_for(name, tasks=("semseg", "depth", "normals"), dataset="nyuv2_mtan"):
-    return ml_collections.ConfigDict(
-        dict(model=dict(name=name), tasks=tuple(tasks), dataset=dict(name=dataset))
-    )
+    return model_config(name, tasks, dataset)
 
 
 # Parameters of lorenmt's models (`sum(p.numel())`, counted on the reference code with 13

@@ -3,7 +3,6 @@ reading, dropped classifiers, clear errors, and replacing only the model's backb
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
@@ -17,6 +16,7 @@ from mtnets.porting.imagenet import (
     read_checkpoint,
 )
 from mtnets.porting.mtl import _hrnet, _resnet
+from tests.experiment_configs import experiment_config, model_config
 
 
 def checkpoint(name, seed=0):
@@ -79,11 +79,8 @@ def test_wrong_checkpoint_lists_missing_and_unmatched_keys():
 def test_load_pretrained_replaces_only_the_backbone(tmp_path):
     path = tmp_path / "resnet18.npz"
     np.savez(path, **checkpoint("resnet18"))
-    c = ml_collections.ConfigDict()
-    c.dataset = dict(name="nyud_mt")
-    c.tasks, c.aux_tasks = ("semseg",), ()
-    c.model = dict(name="single_task_baseline", backbone="resnet18", head="hrnet",
-                   head_width=8, dilated=True, pretrained=str(path))  # fmt: skip
+    c = model_config("single_task_baseline", ("semseg",), "nyud_mt", backbone="resnet18",
+                     head="hrnet", head_width=8, dilated=True, pretrained=str(path))  # fmt: skip
     model = create_model(c)
     variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
     loaded = load_pretrained(c, variables)
@@ -97,9 +94,7 @@ def test_load_pretrained_replaces_only_the_backbone(tmp_path):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(FileNotFoundError, match="nothere"):
         load_pretrained(
-            ml_collections.ConfigDict(
-                {"model": {"pretrained": "nothere.pth", "backbone": "resnet18"}}
-            ),
+            experiment_config({"model.pretrained": "nothere.pth", "model.backbone": "resnet18"}),
             variables,
         )
 
@@ -108,12 +103,9 @@ def test_imagenet_fills_every_task_network_of_a_cross_stitch_model(tmp_path, mon
     # model.pretrained="imagenet" reads <stem>.npz from the weights directory.
     monkeypatch.setenv("MTNETS_WEIGHTS", str(tmp_path))
     np.savez(tmp_path / "resnet18-f37072fd.npz", **checkpoint("resnet18"))
-    c = ml_collections.ConfigDict()
-    c.dataset = dict(name="nyud_mt")
-    c.tasks, c.aux_tasks = ("semseg", "depth"), ()
-    c.model = dict(name="cross_stitch", backbone="resnet18", head="deeplab", head_width=0,
-                   dilated=True, output_stride=8, alpha=0.9, beta=0.1,
-                   pretrained="imagenet")  # fmt: skip
+    c = model_config("cross_stitch", ("semseg", "depth"), "nyud_mt", backbone="resnet18",
+                     head="deeplab", head_width=0, dilated=True, output_stride=8, alpha=0.9,
+                     beta=0.1, pretrained="imagenet")  # fmt: skip
     variables = jax.eval_shape(
         lambda: create_model(c).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
     )

@@ -8,7 +8,6 @@ outside the repository (see docs/porting.md).
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -19,14 +18,13 @@ from mtnets.porting.mtan import (
     single_task_state_dicts,
     variables_from_reference,
 )
+from tests.experiment_configs import model_config
 
 F = [64, 128, 256, 512, 512]
 
 
 def config_for(name, tasks=("semseg", "depth", "normals"), dataset="nyuv2_mtan", **model):
-    return ml_collections.ConfigDict(
-        dict(model=dict(name=name, **model), tasks=tuple(tasks), dataset=dict(name=dataset))
-    )
+    return model_config(name, tasks, dataset, **model)
 
 
 def conv_layer(sd, prefix, cin, cout, rng):

@@ -8,20 +8,19 @@ verification described in docs/porting.md (the reference is not part of this rep
 """
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
 
 from mtnets.porting import variables_from_reference
 from mtnets.porting.mtl import model_shapes, torch_key, variables_from_mtl
+from tests.experiment_configs import model_config
 
 
 def config(name, tasks, backbone="hrnet_w18_small_v2", head="hrnet", aux=()):
-    c = ml_collections.ConfigDict()
-    c.dataset = dict(name="nyud_mt")
-    c.tasks, c.aux_tasks = tasks, aux
-    c.model = dict(name=name, backbone=backbone, head=head, dilated=backbone.startswith("resnet"))
+    dilated = backbone.startswith("resnet")
+    c = model_config(name, tasks, "nyud_mt", aux, backbone=backbone, head=head, dilated=dilated)
+    c.model.mti_net.distill_all_scales = True  # the full MTI-Net, as the reference's
     return c
 
 

@@ -47,7 +47,6 @@ def unit_config(data_dir, name="cross_stitch", **paths):
     config = tiny(data_dir, name=name, output_stride=8, alpha=ALPHA, beta=BETA)
     config.tasks = TASKS
     config.weighting.fixed.weights = {t: 1.0 for t in TASKS}
-    config.model.single_task_checkpoints = config_utils.checkpoints_field()
     for task, path in paths.items():
         config.model.single_task_checkpoints[task] = path
     return config
