@@ -27,6 +27,7 @@ CHANGELOG.md (2026-12-03) has the evidence and the time estimate. Variants:
 import ml_collections
 
 from mtnets.config_utils import apply_overrides, checkpoints_field
+from mtnets.models.registry import model_defaults
 from mtnets.weighting.registry import weighting_config
 
 
@@ -72,22 +73,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Backbone start: None / "none" (from scratch), "imagenet" (the backbone's ImageNet file in
     # the weights directory, $MTNETS_WEIGHTS; see `python -m mtnets.weights`) or a file path.
     config.model.pretrained = ml_collections.config_dict.placeholder(str)
-    # The ResNet family (mtan, cross_stitch, nddr_cnn): the trunk's output stride (8: MTL's
-    # ResnetDilated) and the units' initial weights on the own task (alpha) and across (beta).
-    config.model.output_stride = 8
-    config.model.alpha = 0.9
-    config.model.beta = 0.1
+    # The models' own fields, with the defaults their registry entries declare (docs/models.md):
+    # `mti_net.*` (MTI-Net's ablation switches, the paper's Tables 2 and 3; default the full
+    # model), `output_stride` (MTAN, cross-stitch, NDDR-CNN: the trunk's output stride, 8 as
+    # MTL's ResnetDilated) and `alpha` / `beta` (the initial self / cross weights of the
+    # cross-stitch and NDDR units).
+    config.model.update(ml_collections.ConfigDict(model_defaults()))
+    config.model.mti_net.distill_all_scales = False  # this experiment: the finest scale only
     # Cross-stitch / NDDR-CNN: {task: path} of each task's trained single-task run (workdir,
     # checkpoint directory or MTL file); all None: every task network starts from
     # model.pretrained. See mtnets/train/warm_start.py.
     config.model.single_task_checkpoints = checkpoints_field()
-    # MTI-Net's ablation switches (the paper's Table 2 / 3); the full model is the defaults
-    # with distill_all_scales=True.
-    config.model.mti_net = ml_collections.ConfigDict()
-    config.model.mti_net.num_scales = 4  # 1-4, the finest ones
-    config.model.mti_net.use_fpm = True  # feature propagation between scales
-    config.model.mti_net.distill_all_scales = False  # True: every scale (the full MTI-Net)
-    config.model.mti_net.fpm_softmax = "reference"  # or "per_task" (the paper's reading)
 
     config.loss = ml_collections.ConfigDict()
     config.loss.edge_pos_weight = 0.95  # MTL's edge_w

@@ -17,6 +17,7 @@ from typing import Any
 import ml_collections
 
 from mtnets import tasks as tasks_lib
+from mtnets.models import registry as model_registry
 from mtnets.weighting import registry as weighting_registry
 
 
@@ -90,6 +91,7 @@ def validate(config) -> None:
         tasks_lib.task_spec(name, config.dataset.name)
     if not config.tasks:
         raise ValueError("config.tasks is empty.")
+    model_registry.model_info(config.model.name)  # a known model
     for field in ("batch_size", "log_every_steps"):
         if config[field] <= 0:
             raise ValueError(f"config.{field} must be positive, got {config[field]}.")

@@ -9,8 +9,8 @@ workdirs (or at MTL `best_model.pth.tar` files). Its 100x learning rate for the 
 the reference from the first epoch on (docs/reference_notes.md#cross-stitch-and-nddr-cnn), so one
 learning rate is used here.
 
-See `configs/nyud/common.py` for the launch string (`backbone=...`); the model is built by
-`mtnets.models.mtan.create_mtan_model`.
+See `configs/nyud/common.py` for the launch string (`backbone=...`); the model is
+`mtnets/models/cross_stitch.py`.
 """
 
 from configs.nyud.common import resnet_mtl_config

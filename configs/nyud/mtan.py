@@ -2,8 +2,8 @@
 
 Reference: MTL `configs/nyud/resnet50/mtan.yml`, output stride 8.
 
-See `configs/nyud/common.py` for the launch string (`backbone=...`); the model is built by
-`mtnets.models.mtan.create_mtan_model`.
+See `configs/nyud/common.py` for the launch string (`backbone=...`); the model is
+`mtnets/models/mtan.py`.
 """
 
 from configs.nyud.common import resnet_mtl_config

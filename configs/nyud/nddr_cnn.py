@@ -9,8 +9,8 @@ workdirs (or at MTL `best_model.pth.tar` files). Its 100x learning rate for the 
 the reference from the first epoch on (docs/reference_notes.md#cross-stitch-and-nddr-cnn), so one
 learning rate is used here.
 
-See `configs/nyud/common.py` for the launch string (`backbone=...`); the model is built by
-`mtnets.models.mtan.create_mtan_model`.
+See `configs/nyud/common.py` for the launch string (`backbone=...`); the model is
+`mtnets/models/nddr_cnn.py`.
 """
 
 from configs.nyud.cross_stitch import unit_network_config

@@ -37,7 +37,8 @@ TASKS = ("semseg", "depth", "normals")
 
 
 def lorenmt_config(model: str, arg: str | None, *, single_task: bool = False):
-    """The config of lorenmt's script for `model` (a `create_mtan_model` name)."""
+    """The config of lorenmt's script for `model` (a `segnet_*` model,
+    `mtnets/models/segnet_models.py`)."""
     selectors = ("task", "aug") if single_task else ("weighting", "aug")
     chosen, overrides = split_arg(arg, selectors)
     config = default_config()  # fields not set here keep their defaults

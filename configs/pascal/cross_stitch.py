@@ -10,8 +10,8 @@ lost in the reference from the first epoch on (docs/reference_notes.md#cross-sti
 so one learning rate is used
 here.
 
-See `configs/nyud/common.py` for the launch string (`backbone=...`); the model is built by
-`mtnets.models.mtan.create_mtan_model`.
+See `configs/nyud/common.py` for the launch string (`backbone=...`); the model is
+`mtnets/models/cross_stitch.py`.
 """
 
 from configs.nyud.common import resnet_mtl_config

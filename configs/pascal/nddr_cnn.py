@@ -10,8 +10,8 @@ lost in the reference from the first epoch on (docs/reference_notes.md#cross-sti
 so one learning rate is used
 here.
 
-See `configs/nyud/common.py` for the launch string (`backbone=...`); the model is built by
-`mtnets.models.mtan.create_mtan_model`.
+See `configs/nyud/common.py` for the launch string (`backbone=...`); the model is
+`mtnets/models/nddr_cnn.py`.
 """
 
 from configs.pascal.cross_stitch import unit_network_config

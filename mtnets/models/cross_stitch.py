@@ -17,9 +17,39 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mtnets.models import common
+from mtnets.models.backbones.resnet import ResNetPieces, resnet_trunk
 from mtnets.models.heads import DeepLabHead
 from mtnets.models.layers import resize
-from mtnets.models.mtan import ResNetTrunk
+from mtnets.models.registry import register_model
+
+# The fields cross-stitch and NDDR-CNN add to `config.model`: the dilated trunks' output
+# stride (MTL ResnetDilated(dilate_scale=8)) and the units' initial self / cross weights.
+UNIT_DEFAULTS = {"output_stride": 8, "alpha": 0.9, "beta": 0.1}
+
+
+@register_model(
+    "cross_stitch",
+    input_divisor=32,  # as the rest of the MTAN family (MTL's inputs are multiples of 32)
+    weights="mtnets.porting.mtan:RESNET_FAMILY",
+    defaults=UNIT_DEFAULTS,
+    single_task_init=True,
+)
+def build(config, dtype) -> nn.Module:
+    return CrossStitchNetwork(common.task_channels(config), **unit_network_fields(config, dtype))
+
+
+def unit_network_fields(config, dtype) -> dict:
+    """The module fields of a network of per-task ResNets joined by units (cross-stitch,
+    NDDR-CNN) from `config.model`."""
+    return dict(
+        resnet=common.resnet_name(config),
+        output_stride=config.model.output_stride,
+        head_width=config.model.head_width,
+        alpha=config.model.alpha,
+        beta=config.model.beta,
+        dtype=dtype,
+    )
 
 
 def stitch_init(alpha: float, beta: float):
@@ -33,10 +63,10 @@ def stitch_init(alpha: float, beta: float):
     return init
 
 
-def task_trunks(tasks, resnet: str, output_stride: int, dtype) -> list[ResNetTrunk]:
+def task_trunks(tasks, resnet: str, output_stride: int, dtype) -> list[ResNetPieces]:
     """One ResNet per task, `backbone_{task}`, as the reference's per-task networks (for use
     inside a compact `__call__`)."""
-    return [ResNetTrunk(resnet, output_stride, dtype, name=f"backbone_{t}") for t in tasks]
+    return [resnet_trunk(resnet, output_stride, dtype, name=f"backbone_{t}") for t in tasks]
 
 
 def task_predictions(
@@ -53,7 +83,7 @@ def task_predictions(
 
 class CrossStitchNetwork(nn.Module):
     """`[B, H, W, 3]` -> `{task: [B, H, W, C_task]}`. Modules: `backbone_{task}` (a
-    `ResNetTrunk`), `head_{task}` (DeepLab); params `cross_stitch_layer{s}` `[T, T, C_s]` with
+    `ResNetPieces`), `head_{task}` (DeepLab); params `cross_stitch_layer{s}` `[T, T, C_s]` with
     `[i, j]` the weight of task j's features in task i's (tasks in `outputs` order)."""
 
     outputs: Mapping[str, int]

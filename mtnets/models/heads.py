@@ -119,3 +119,16 @@ class DeepLabHead(nn.Module):
         x = ASPP(self.rates, self.width, dtype=self.dtype, name="aspp")(features, train)
         x = ConvBN(self.width, 3, relu=True, dtype=self.dtype, name="conv_bn")(x, train)
         return conv(self.outputs, 1, use_bias=True, dtype=self.dtype, name="predict")(x)
+
+
+HEADS = ("hrnet", "deeplab")
+
+
+def create_head(name: str, outputs: int, hidden: int = 0, dtype=jnp.float32) -> nn.Module:
+    """`hrnet` (HighResolutionHead, `hidden` 0: the reference's width) or `deeplab`
+    (`hidden` 0: the reference's 256)."""
+    if name == "hrnet":
+        return HighResolutionHead(outputs, hidden, dtype=dtype)
+    if name == "deeplab":
+        return DeepLabHead(outputs, width=hidden or 256, dtype=dtype)
+    raise ValueError(f"Unknown config.model.head {name!r}; choose one of {', '.join(HEADS)}.")

@@ -44,10 +44,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mtnets.models import common
 from mtnets.models.backbones.resnet import BasicBlock
 from mtnets.models.heads import HighResolutionHead
 from mtnets.models.layers import SEBlock, conv, resize
 from mtnets.models.pad_net import MultiTaskDistillation
+from mtnets.models.registry import register_model
 
 FPM_SOFTMAX = ("reference", "per_task")
 
@@ -182,3 +184,37 @@ class MTINet(nn.Module):
             out[t] = resize(head({f"scale_{s}": distilled[s][t] for s in scales}, train), size)
         out["intermediate"] = {k: intermediate[k] for k in sorted(intermediate)}
         return out
+
+
+@register_model(
+    "mti_net",
+    # The features double from scale to scale (scale_factor=2, as the reference) over five
+    # halvings of the input.
+    input_divisor=32,
+    weights="mtnets.porting.mtl:MTI_NET",
+    # The paper's ablation switches (Tables 2 and 3); the defaults are the full model.
+    defaults={
+        "mti_net": {
+            "num_scales": 4,  # 1-4, the finest ones
+            "use_fpm": True,  # feature propagation between scales
+            "distill_all_scales": True,  # False: the finest scale only
+            "fpm_softmax": "reference",  # or "per_task" (the paper's reading)
+        }
+    },
+)
+def build(config, dtype) -> nn.Module:
+    """MTI-Net on `config.model.backbone` for `config.tasks`, with `config.aux_tasks`."""
+    aux = common.aux_tasks(config)
+    options = config.model.mti_net
+    return MTINet(
+        common.backbone(config, dtype),
+        tuple(config.tasks),
+        aux,
+        common.task_channels(config, aux),
+        num_scales=options.num_scales,
+        use_fpm=options.use_fpm,
+        distill_all_scales=options.distill_all_scales,
+        fpm_softmax=options.fpm_softmax,
+        head_width=config.model.head_width,
+        dtype=dtype,
+    )

@@ -18,8 +18,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mtnets.models.cross_stitch import task_predictions, task_trunks
+from mtnets.models import common
+from mtnets.models.cross_stitch import (
+    UNIT_DEFAULTS,
+    task_predictions,
+    task_trunks,
+    unit_network_fields,
+)
 from mtnets.models.layers import batch_norm
+from mtnets.models.registry import register_model
 
 # MTL's stages: the stem ("conv", including the max-pool), then layer1..4 ("layer1_without_conv").
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
@@ -67,7 +74,7 @@ class NDDRLayer(nn.Module):
 
 class NDDRCNN(nn.Module):
     """`[B, H, W, 3]` -> `{task: [B, H, W, C_task]}`. Modules: `backbone_{task}` (a
-    `ResNetTrunk`), `nddr_{stage}` (tasks concatenated in `outputs` order), `head_{task}`."""
+    `ResNetPieces`), `nddr_{stage}` (tasks concatenated in `outputs` order), `head_{task}`."""
 
     outputs: Mapping[str, int]
     resnet: str = "resnet50"
@@ -88,3 +95,14 @@ class NDDRCNN(nn.Module):
             xs = nddr(xs, train)
         size = images.shape[1:3]
         return task_predictions(self.outputs, xs, size, self.dtype, train, self.head_width)
+
+
+@register_model(
+    "nddr_cnn",
+    input_divisor=32,  # as the rest of the MTAN family (MTL's inputs are multiples of 32)
+    weights="mtnets.porting.mtan:RESNET_FAMILY",
+    defaults=UNIT_DEFAULTS,
+    single_task_init=True,
+)
+def build(config, dtype) -> nn.Module:
+    return NDDRCNN(common.task_channels(config), **unit_network_fields(config, dtype))

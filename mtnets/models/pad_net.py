@@ -20,9 +20,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mtnets.models import common
 from mtnets.models.backbones.resnet import Bottleneck
 from mtnets.models.heads import HighResolutionFuse
 from mtnets.models.layers import SABlock, conv, resize
+from mtnets.models.registry import register_model
 
 
 class MultiTaskDistillation(nn.Module):
@@ -86,3 +88,18 @@ class PADNet(nn.Module):
             out[t] = resize(y, size)
         out["intermediate"] = {"initial": initial}
         return out
+
+
+@register_model("pad_net", weights="mtnets.porting.mtl:PAD_NET")
+def build(config, dtype) -> nn.Module:
+    """PAD-Net on `config.model.backbone` for `config.tasks`, with `config.aux_tasks`."""
+    aux = common.aux_tasks(config)
+    return PADNet(
+        common.backbone(config, dtype),
+        tuple(config.tasks),
+        aux,
+        common.task_channels(config, aux),
+        # The per-task feature width; 0: the reference's 256 (too heavy for a CPU run).
+        width=config.model.head_width or 256,
+        dtype=dtype,
+    )

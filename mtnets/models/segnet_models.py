@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mtnets.models import common
 from mtnets.models.backbones.segnet import (
     FILTERS,
     ConvStack,
@@ -28,6 +29,12 @@ from mtnets.models.backbones.segnet import (
     conv2d,
 )
 from mtnets.models.layers import batch_norm, max_pool_with_indices, max_unpool, resize_align_corners
+from mtnets.models.registry import register_model
+
+# Every model unpools with the indices of five 2x2 max-pools.
+DIVISOR = 32
+# `mtnets.porting.mtan`'s conversion of lorenmt's state dicts.
+WEIGHTS = "mtnets.porting.mtan:SEGNET_FAMILY"
 
 
 class AttentionMask(nn.Module):
@@ -230,3 +237,52 @@ class SegNetCross(nn.Module):
             task: PredictionHead(c, name=f"head_{task}", **kw)(feats[n])
             for n, (task, c) in enumerate(self.outputs.items())
         }
+
+
+# ---------------------------------------------------------------------------------------------
+# The registered models: lorenmt's `model_segnet_*.py` scripts (and the split variants).
+# ---------------------------------------------------------------------------------------------
+
+
+@register_model("segnet_mtan", input_divisor=DIVISOR, weights=WEIGHTS)
+def build_mtan(config, dtype) -> nn.Module:
+    return SegNetMTAN(common.task_channels(config), dtype=dtype)
+
+
+@register_model("segnet_stan", input_divisor=DIVISOR, weights=WEIGHTS)
+def build_stan(config, dtype) -> nn.Module:
+    """Single-task attention network: MTAN with one task."""
+    return SegNetMTAN(common.single_task_channels(config), dtype=dtype)
+
+
+@register_model("segnet_single", input_divisor=DIVISOR, weights=WEIGHTS)
+def build_single(config, dtype) -> nn.Module:
+    return SegNetSplit(common.single_task_channels(config), dtype=dtype)
+
+
+@register_model("segnet_split", input_divisor=DIVISOR, weights=WEIGHTS)
+def build_split(config, dtype) -> nn.Module:
+    return SegNetSplit(common.task_channels(config), dtype=dtype)
+
+
+@register_model("segnet_split_wide", input_divisor=DIVISOR, weights=WEIGHTS)
+def build_split_wide(config, dtype) -> nn.Module:
+    """lorenmt `--type wide`: the last stage 1024 wide."""
+    return SegNetSplit(common.task_channels(config), filters=(*FILTERS[:4], 1024), dtype=dtype)
+
+
+@register_model("segnet_split_deep", input_divisor=DIVISOR, weights=WEIGHTS)
+def build_split_deep(config, dtype) -> nn.Module:
+    """lorenmt `--type deep`: every conv layer doubled."""
+    return SegNetSplit(common.task_channels(config), deep=True, dtype=dtype)
+
+
+@register_model("segnet_dense", input_divisor=DIVISOR, weights=WEIGHTS)
+def build_dense(config, dtype) -> nn.Module:
+    channels = common.task_channels(config)
+    return SegNetDense(channels, class_nb=channels.get("semseg", 13), dtype=dtype)
+
+
+@register_model("segnet_cross", input_divisor=DIVISOR, weights=WEIGHTS)
+def build_cross(config, dtype) -> nn.Module:
+    return SegNetCross(common.task_channels(config), dtype=dtype)

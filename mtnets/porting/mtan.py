@@ -30,7 +30,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from mtnets import tasks as tasks_lib
-from mtnets.models.mtan import RESNET_MODELS, SEGNET_MODELS
 from mtnets.porting.common import LEAF_NAMES, StateDict, check_shapes, conv_kernel, nest
 
 # lorenmt's task order: pred_task1 / attention 0 = semantic, 2 = depth, 3 = normal.
@@ -206,9 +205,9 @@ def _resnet_model_key(modules: Sequence[str]) -> str:
 def _resnet_variables(config, tasks: Sequence[str], sd: StateDict) -> dict[str, Any]:
     from flax.traverse_util import flatten_dict
 
-    from mtnets.models.mtan import create_mtan_model
+    from mtnets.models import create_model
 
-    model = create_mtan_model(config)
+    model = create_model(config)
     images = jnp.zeros((1, 64, 64, 3), jnp.float32)
     shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), images))
     flat = {}
@@ -363,31 +362,51 @@ def _strip_module(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     return dict(state_dict)
 
 
+def _segnet_family(config, sd: StateDict) -> dict[str, Any]:
+    return _segnet_variables(config.model.name, tuple(config.tasks), sd)
+
+
+def _resnet_family(config, sd: StateDict) -> dict[str, Any]:
+    return _resnet_variables(config, tuple(config.tasks), sd)
+
+
+class MTANConversion:
+    """The conversion of one family's reference state dicts (`read(config, sd)` collects the
+    variables). A model's registry entry names one of the instances below
+    (`weights="mtnets.porting.mtan:SEGNET_FAMILY"`); calling it converts."""
+
+    def __init__(self, read):
+        self.read = read
+
+    def __call__(self, config, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+        return variables_from_reference(config, state_dict)
+
+
+SEGNET_FAMILY = MTANConversion(_segnet_family)  # lorenmt/mtan's SegNet models
+RESNET_FAMILY = MTANConversion(_resnet_family)  # MTL's MTAN, cross-stitch, NDDR-CNN
+
+
 def variables_from_reference(config, state_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """Flax variables of `create_mtan_model(config)` from the reference's state dict.
+    """Flax variables of `create_model(config)` from the reference's state dict.
 
     `state_dict` maps PyTorch names to arrays (e.g. `{k: v.numpy() for k, v in
     model.state_dict().items()}`). Raises if a key is left over or a shape differs.
     """
-    from mtnets.models.mtan import create_mtan_model
+    from mtnets.models import create_model
+    from mtnets.models.registry import converted_by, reference_weights
 
     name = config.model.name
-    tasks = tuple(config.tasks)
-    sd = StateDict(_strip_module(state_dict), ignore=("logsigma",))
-    if name in SEGNET_MODELS:
-        variables = _segnet_variables(name, tasks, sd)
-        size = (64, 64)
-    elif name in RESNET_MODELS:
-        variables = _resnet_variables(config, tasks, sd)
-        size = (64, 64)
-    else:
+    conversion = reference_weights(name)
+    if not isinstance(conversion, MTANConversion):
         raise ValueError(
             f"variables_from_reference (MTAN family) does not know config.model.name {name!r}; "
-            f"it reads {', '.join(SEGNET_MODELS + RESNET_MODELS)}."
+            f"it reads {', '.join(converted_by(__name__))}."
         )
+    sd = StateDict(_strip_module(state_dict), ignore=("logsigma",))
+    variables = conversion.read(config, sd)
     sd.finish()
-    model = create_mtan_model(config)
-    images = jnp.zeros((1, *size, 3), jnp.float32)
+    model = create_model(config)
+    images = jnp.zeros((1, 64, 64, 3), jnp.float32)
     expected = jax.eval_shape(lambda: model.init(jax.random.key(0), images))
     check_shapes(variables, expected)
     return jax.tree.map(jnp.asarray, variables)

@@ -172,18 +172,41 @@ def _pad_net(parts: Sequence[str], config) -> str:
     raise KeyError(f"no reference name for PAD-Net module {'/'.join(parts)}")
 
 
-MODELS = {
-    "single_task_baseline": _baseline,
-    "multi_task_baseline": _baseline,
-    "mti_net": _mti_net,
-    "pad_net": _pad_net,
-}
+class MTLConversion:
+    """The conversion of one model's MTL state dict: `keys(parts, config)` names the
+    reference's module of our module path `parts`. A model's registry entry names one of the
+    instances below (`weights="mtnets.porting.mtl:MTI_NET"`); calling it converts."""
+
+    def __init__(self, keys):
+        self.keys = keys
+
+    def __call__(self, config, state_dict: Mapping[str, Any]) -> dict:
+        return variables_from_mtl(config, state_dict)
+
+
+BASELINE = MTLConversion(_baseline)
+MTI_NET = MTLConversion(_mti_net)
+PAD_NET = MTLConversion(_pad_net)
+
+
+def _conversion(config) -> MTLConversion:
+    """The MTL conversion of `config.model.name`'s registry entry; a clear error if its
+    weights do not come from the MTL repository."""
+    from mtnets.models.registry import converted_by, reference_weights
+
+    conversion = reference_weights(config.model.name)
+    if not isinstance(conversion, MTLConversion):
+        raise ValueError(
+            f"No MTL weight conversion for config.model.name {config.model.name!r}; "
+            f"supported: {', '.join(converted_by(__name__))}."
+        )
+    return conversion
 
 
 def torch_key(config, path: tuple[str, ...]) -> str:
     """The reference's state-dict key of our variable at `path` = (collection, *modules, leaf)."""
     collection, *modules, leaf = path
-    prefix = MODELS[config.model.name](tuple(modules), config)
+    prefix = _conversion(config).keys(tuple(modules), config)
     return f"{prefix}.{LEAF_NAMES[collection, leaf]}"
 
 
@@ -212,11 +235,7 @@ def strip_data_parallel(state_dict: Mapping[str, Any]) -> dict[str, Any]:
 def variables_from_mtl(config, state_dict: Mapping[str, Any]) -> dict:
     """`{"params", "batch_stats"}` of `create_model(config)` from an MTL state dict; see the
     module docstring. Raises listing every missing key, unused key or shape mismatch."""
-    if config.model.name not in MODELS:
-        raise ValueError(
-            f"No MTL weight conversion for config.model.name {config.model.name!r}; "
-            f"supported: {', '.join(MODELS)}."
-        )
+    _conversion(config)  # a clear error for a model of another reference
     sd = StateDict(strip_data_parallel(state_dict))
     expected = model_shapes(config)
     flat, missing = {}, []

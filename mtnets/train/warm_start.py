@@ -40,9 +40,9 @@ from absl import logging
 from flax.traverse_util import flatten_dict
 
 from mtnets import pytrees
+from mtnets.models import registry
 from mtnets.porting.common import nest
 
-UNIT_MODELS = ("cross_stitch", "nddr_cnn")
 FIELD = "config.model.single_task_checkpoints"
 # What `mtnets.porting.imagenet.read_checkpoint` reads: torch files and NumPy archives.
 FILE_SUFFIXES = (".pth", ".pt", ".bin", ".tar", ".npz")
@@ -59,9 +59,10 @@ def checkpoint_paths(config) -> dict[str, str]:
     if not given:
         return {}
     name = config.model.name
-    if name not in UNIT_MODELS:
+    if not registry.model_info(name).single_task_init:
+        takers = [n for n, info in registry.declared().items() if info.single_task_init]
         raise ValueError(
-            f"{FIELD} initialises the task networks of {' / '.join(UNIT_MODELS)}, but "
+            f"{FIELD} initialises the task networks of {' / '.join(takers)}, but "
             f"config.model.name is {name!r}; unset it (or use config.model.pretrained)."
         )
     # "imagenet" is the paper configs' default: the single-task checkpoints take precedence.

@@ -5,11 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mtnets.models import create_backbone
+from mtnets.models import create_backbone, create_model
 from mtnets.models.baselines import MultiTaskModel
 from mtnets.models.cross_stitch import CrossStitchNetwork, stitch_init
 from mtnets.models.heads import DeepLabHead
-from mtnets.models.mtan import create_mtan_model
 from mtnets.models.nddr_cnn import NDDRCNN, nddr_init
 from mtnets.porting.mtan import variables_from_single_task_variables
 from tests.experiment_configs import model_config
@@ -40,7 +39,7 @@ def config_for(name, backbone, tasks, dataset, alpha=0.9, beta=0.1):
     ],
 )
 def test_parameter_counts_equal_the_reference(name, backbone, tasks, dataset, expected):
-    model = create_mtan_model(config_for(name, backbone, tasks, dataset))
+    model = create_model(config_for(name, backbone, tasks, dataset))
     shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
     assert count(shapes["params"]) == expected
 

@@ -11,13 +11,9 @@ import pytest
 
 from mtnets import losses
 from mtnets.data.builders.scene_renderer import render_example
-from mtnets.models.mtan import (
-    MTAN_MODELS,
-    ResNetMTAN,
-    ResNetTrunk,
-    create_mtan_model,
-    pool_after_stages,
-)
+from mtnets.models import MODELS, create_model
+from mtnets.models.backbones.resnet import BasicBlock, ResNet, ResNetPieces, resnet_trunk
+from mtnets.models.mtan import ResNetMTAN, pool_after_stages
 from mtnets.models.segnet_models import SegNetMTAN
 from mtnets.tasks import task_specs
 from tests.experiment_configs import model_config
@@ -44,7 +40,7 @@ def resnet_config(name, backbone, tasks, dataset):
     ],
 )
 def test_resnet_mtan_parameter_count_equals_the_reference(backbone, tasks, dataset, expected):
-    model = create_mtan_model(resnet_config("mtan", backbone, tasks, dataset))
+    model = create_model(resnet_config("mtan", backbone, tasks, dataset))
     shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
     assert count(shapes["params"]) == expected
 
@@ -86,11 +82,38 @@ def test_trunk_has_the_resnet_parameter_tree():
             y = module(y, f"layer{s}")
         return y
 
-    trunk = ResNetTrunk("resnet18", 8)
+    trunk = resnet_trunk("resnet18", 8)
     ours = jax.eval_shape(
         lambda: trunk.init(jax.random.key(0), x, method=lambda m, v: all_parts(m, v))
     )
     assert jax.tree.map(lambda a: a.shape, ours) == jax.tree.map(lambda a: a.shape, resnet)
+
+
+def test_resnet_pieces_compute_the_resnet():
+    """Stem and stages one call at a time (stage 3, dilated, split before its last block)
+    give, with the ResNet's own variables, the ResNet's features (output stride 8). A narrow
+    ResNet with two blocks in the split stage keeps the op-by-op run short."""
+    images = jax.random.normal(jax.random.key(1), (1, 32, 32, 3))
+    spec = dict(stage_sizes=(1, 1, 2, 1), block=BasicBlock, width=4, output_stride=8)
+    resnet = ResNet(**spec)
+    variables = resnet.init(jax.random.key(0), images)
+    want = resnet.apply(variables, images)
+
+    def pieces(module, x):
+        x = module(x, "stem")
+        out = []
+        for s in range(1, 5):
+            if s == 3:
+                x = module(module(x, "layer3:except_last"), "layer3:last")
+            else:
+                x = module(x, f"layer{s}")
+            out.append(x)
+        return out
+
+    got = ResNetPieces(**spec).apply(variables, images, method=pieces)
+    for s, x in enumerate(got):
+        np.testing.assert_allclose(x, want[f"scale_{s}"], rtol=1e-5, atol=1e-5)
+    assert got[-1].shape == (1, 4, 4, 32)
 
 
 def test_pooling_follows_the_stage_strides():
@@ -100,10 +123,10 @@ def test_pooling_follows_the_stage_strides():
 
 def test_builder_rejects_unknown_names_and_backbones():
     with pytest.raises(ValueError, match="segnet_mtan"):
-        create_mtan_model(resnet_config("mtan_v2", "resnet18", NYUD, "nyud_mt"))
+        create_model(resnet_config("mtan_v2", "resnet18", NYUD, "nyud_mt"))
     with pytest.raises(ValueError, match="not a ResNet"):
-        create_mtan_model(resnet_config("mtan", "hrnet_w18", NYUD, "nyud_mt"))
-    assert "segnet_mtan" in MTAN_MODELS and "nddr_cnn" in MTAN_MODELS
+        create_model(resnet_config("mtan", "hrnet_w18", NYUD, "nyud_mt"))
+    assert "segnet_mtan" in MODELS and "nddr_cnn" in MODELS
 
 
 def synthetic_batch(n=2, height=32, width=64):

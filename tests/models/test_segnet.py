@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mtnets.models import MODELS, create_model
 from mtnets.models.layers import max_pool_with_indices, max_unpool, resize_align_corners
-from mtnets.models.mtan import SEGNET_MODELS, create_mtan_model
 from tests.experiment_configs import model_config
 
 
@@ -129,15 +129,15 @@ REFERENCE_PARAMS = {
 SINGLE = {"segnet_stan": ("normals",), "segnet_single": ("semseg",)}
 
 
-@pytest.mark.parametrize("name", SEGNET_MODELS)
+@pytest.mark.parametrize("name", [n for n in MODELS if n.startswith("segnet_")])
 def test_parameter_counts_equal_the_reference(name):
-    model = create_mtan_model(config_for(name, SINGLE.get(name, ("semseg", "depth", "normals"))))
+    model = create_model(config_for(name, SINGLE.get(name, ("semseg", "depth", "normals"))))
     shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
     assert count(shapes["params"]) == REFERENCE_PARAMS[name]
 
 
 def test_outputs_at_input_resolution_and_divisibility_error():
-    model = create_mtan_model(config_for("segnet_mtan"))
+    model = create_model(config_for("segnet_mtan"))
     x = jnp.zeros((2, 32, 64, 3))
     out = jax.eval_shape(lambda: model.init_with_output(jax.random.key(0), x)[0])
     assert {k: v.shape for k, v in out.items()} == {
@@ -151,4 +151,4 @@ def test_outputs_at_input_resolution_and_divisibility_error():
 
 def test_single_task_models_reject_several_tasks():
     with pytest.raises(ValueError, match="takes one task"):
-        create_mtan_model(config_for("segnet_single"))
+        create_model(config_for("segnet_single"))

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mtnets.models.mtan import create_mtan_model
+from mtnets.models import create_model
 from mtnets.porting.mtan import (
     lorenmt_outputs,
     reference_logsigma,
@@ -137,7 +137,7 @@ def test_heads_read_the_right_task_and_outputs_follow_lorenmt():
     config = config_for("segnet_split", tasks=("normals", "semseg", "depth"))
     variables = variables_from_reference(config, sd)
     fast = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-    apply = jax.jit(create_mtan_model(config).apply, compiler_options=fast)
+    apply = jax.jit(create_model(config).apply, compiler_options=fast)
     out = apply(variables, jnp.ones((1, 32, 32, 3)))
     np.testing.assert_allclose(out["depth"], 7.0)
     np.testing.assert_allclose(out["semseg"][0, 5, 9], np.arange(13))
@@ -173,7 +173,7 @@ def test_nddr_blocks_follow_the_reference_task_order():
         alpha=0.8,
         beta=0.05,
     )
-    model = create_mtan_model(config)
+    model = create_model(config)
     shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
     singles = {}
     for task in ("semseg", "depth"):

@@ -17,7 +17,7 @@ from flax.traverse_util import flatten_dict
 
 from configs.synthetic.tiny import get_config
 from mtnets import config_utils
-from mtnets.models.mtan import create_mtan_model
+from mtnets.models import create_model
 from mtnets.porting import mtl
 from mtnets.porting.mtan import single_task_state_dicts, variables_from_reference
 from mtnets.train import checkpointing
@@ -239,7 +239,7 @@ def test_nddr_layers_keep_their_initialisation(runs, tfds_data_dir):
     """NDDR-CNN: the task networks are replaced, every `nddr_*` parameter and statistic is the
     model's own (checked on random stand-ins for a fresh init: `initialise` must not touch it)."""
     config = unit_config(tfds_data_dir, name="nddr_cnn", **{t: runs[t][0] for t in TASKS})
-    model = create_mtan_model(config)
+    model = create_model(config)
     abstract = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
     fresh = random_like(abstract, seed=99)
     singles = single_task.read_single_task_variables(config, abstract)
@@ -323,7 +323,7 @@ def test_another_backbone_is_an_error_naming_the_variable(runs, tfds_data_dir, t
     config = unit_config(tfds_data_dir, **{t: runs[t][0] for t in TASKS})
     config.model.backbone = "resnet18"
     abstract = jax.eval_shape(
-        create_mtan_model(config).init, jax.random.key(0), jnp.zeros((1, 32, 32, 3))
+        create_model(config).init, jax.random.key(0), jnp.zeros((1, 32, 32, 3))
     )
     pattern = (
         r"(?s)semseg='.*' does not fit task 'semseg' of cross_stitch on resnet18 .*\n"

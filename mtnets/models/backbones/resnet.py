@@ -100,6 +100,44 @@ def stage_dilations(output_stride: int) -> tuple[int, int, int, int]:
     return table[output_stride]
 
 
+def stem(images, width: int, train: bool, dtype) -> Any:
+    """The ResNet stem: 7x7/2 conv `conv1`, BN `bn1`, ReLU, 3x3/2 max-pool. Its modules belong
+    to the module whose compact method calls this."""
+    x = conv(width, 7, 2, dtype=dtype, name="conv1")(images.astype(dtype))
+    x = nn.relu(batch_norm(train, dtype=dtype, name="bn1")(x))
+    return nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+
+
+def stage(
+    x,
+    index: int,
+    num_blocks: int,
+    train: bool,
+    *,
+    block: type[nn.Module],
+    width: int,
+    output_stride: int,
+    dtype,
+    blocks: Sequence[int] | None = None,
+):
+    """Stage `index` (0-3) of `num_blocks` residual blocks `layer{index + 1}_{i}`, or only the
+    blocks `blocks` of it (the models that act inside a stage). Like `stem`, its modules belong
+    to the calling module."""
+    d = stage_dilations(output_stride)[index]
+    for i in range(num_blocks) if blocks is None else blocks:
+        first = i == 0
+        x = block(
+            width * 2**index,
+            2 if index > 0 and first and d == 1 else 1,
+            dilation=d,
+            # MTL `_nostride_dilate`: the formerly strided 3x3 conv gets d // 2.
+            first_dilation=max(d // 2, 1) if first and index > 0 else d,
+            dtype=dtype,
+            name=f"layer{index + 1}_{i}",
+        )(x, train)
+    return x
+
+
 class ResNet(nn.Module):
     """Stem (7x7/2 conv, BN, ReLU, 3x3/2 max-pool) and four stages of residual blocks."""
 
@@ -111,32 +149,50 @@ class ResNet(nn.Module):
 
     @nn.compact
     def __call__(self, images, train: bool = False) -> dict[str, Any]:
-        x = conv(self.width, 7, 2, dtype=self.dtype, name="conv1")(images.astype(self.dtype))
-        x = nn.relu(batch_norm(train, dtype=self.dtype, name="bn1")(x))
-        x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+        x = stem(images, self.width, train, self.dtype)
         features = {}
-        dilations = stage_dilations(self.output_stride)
-        for stage, num_blocks in enumerate(self.stage_sizes):
-            d = dilations[stage]
-            for index in range(num_blocks):
-                first = index == 0
-                stride = 2 if stage > 0 and first and d == 1 else 1
-                x = self.block(
-                    self.width * 2**stage,
-                    stride,
-                    dilation=d,
-                    # MTL `_nostride_dilate`: the formerly strided 3x3 conv gets d // 2.
-                    first_dilation=max(d // 2, 1) if first and stage > 0 else d,
-                    dtype=self.dtype,
-                    name=f"layer{stage + 1}_{index}",
-                )(x, train)
-            features[f"scale_{stage}"] = x
+        for index, num_blocks in enumerate(self.stage_sizes):
+            x = stage(x, index, num_blocks, train, **self._stage_kw())
+            features[f"scale_{index}"] = x
         return features
+
+    def _stage_kw(self) -> dict[str, Any]:
+        return dict(
+            block=self.block, width=self.width, output_stride=self.output_stride, dtype=self.dtype
+        )
 
     @property
     def channels(self) -> list[int]:
         """Channels of `scale_0` ... `scale_3`."""
         return [self.width * 2**s * self.block.expansion for s in range(len(self.stage_sizes))]
+
+
+class ResNetPieces(ResNet):
+    """The same ResNet (same parameter tree), run one piece per call, for the models that act
+    between stages or before a stage's last block (MTAN, cross-stitch, NDDR-CNN).
+
+    `part` is `"stem"`, `"layer{s}"` (stage s, 1-4), or `"layer{s}:except_last"` /
+    `"layer{s}:last"` (MTL `forward_stage_except_last_block` / `forward_stage_last_block`).
+    Calling it once per part shares the parameters, so its variables and the ImageNet
+    conversions are those of `ResNet`.
+    """
+
+    @nn.compact
+    def __call__(self, x, part: str, train: bool = False):
+        if part == "stem":
+            return stem(x, self.width, train, self.dtype)
+        layer, _, which = part.partition(":")
+        index = int(layer.removeprefix("layer")) - 1
+        num = self.stage_sizes[index]
+        blocks = {"": range(num), "except_last": range(num - 1), "last": [num - 1]}[which]
+        return stage(x, index, num, train, blocks=blocks, **self._stage_kw())
+
+
+def resnet_trunk(
+    resnet: str = "resnet50", output_stride: int = 8, dtype: Any = jnp.float32, **kw
+) -> ResNetPieces:
+    """`ResNetPieces` of the backbone `resnet` (a `RESNETS` name); `kw` takes `name=...`."""
+    return ResNetPieces(**RESNETS[resnet], output_stride=output_stride, dtype=dtype, **kw)
 
 
 RESNETS = {
