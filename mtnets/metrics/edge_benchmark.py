@@ -394,6 +394,24 @@ class EdgeBenchmark:
             if valid is None or bool(valid[n]):
                 self.add_image(probs[n], gts[n])
 
+    def add_outputs(self, logits: np.ndarray, gts: np.ndarray, valid: np.ndarray | None = None):
+        """`add_batch` of an edge head's raw outputs `[B, H, W, 1]` (logits; the sigmoid is
+        taken in float64 on the host)."""
+        logits = np.asarray(logits, np.float64)[..., 0]
+        self.add_batch(1.0 / (1.0 + np.exp(-logits)), gts, valid)
+
+    def summed_over_processes(self) -> EdgeBenchmark:
+        """The counts summed over all processes (each scored its own examples)."""
+        self.finish()
+        if _process_count() == 1:
+            return self
+        from jax.experimental import multihost_utils
+
+        totals = multihost_utils.process_allgather(self.totals).sum(axis=0)
+        best = multihost_utils.process_allgather(self.best).sum(axis=0)
+        count = int(multihost_utils.process_allgather(np.asarray(self.num_images)).sum())
+        return EdgeBenchmark(self.max_dist, totals, best, count)
+
     def finish(self) -> EdgeBenchmark:
         """Waits for the images still being scored and stops the worker processes."""
         if self._pool is not None:
@@ -594,6 +612,11 @@ class _Workers:
             rate,
             (self.added - self.done) / rate,
         )
+
+
+def _process_count() -> int:
+    """The JAX process count, without importing JAX where nothing did (the workers)."""
+    return sys.modules["jax"].process_count() if "jax" in sys.modules else 1
 
 
 def _kill(processes: list[subprocess.Popen]) -> None:

@@ -152,6 +152,18 @@ class Task:
         """The `clu.metrics.Metric` class of the task's evaluation."""
         raise ValueError(f"No metric for task {self.name!r} of kind {self.kind!r}.")
 
+    def host_metric(self, config):
+        """An empty scorer of whole images on the host for `config` (an experiment config), or
+        None (the default: `metric` measures everything on device). Some measures, such as the
+        BSDS edge benchmark, match pixels across an image and run as NumPy on the host; the
+        evaluation feeds such a scorer and adds what it computes to the task's results.
+
+        A scorer has `add_outputs(outputs, targets, valid)` (host arrays of a batch: the raw
+        head outputs `[B, H, W, C]`, the labels, and `[B]` False for padding examples),
+        `finish()`, `num_images`, `summed_over_processes()` (a scorer of every process's
+        images) and `compute() -> {metric: float}`."""
+        return None
+
     def output(self, prediction: jax.Array) -> jax.Array:
         """The head output as the reference reads it before resizing it (probabilities, unit
         vectors); class scores stay scores, as the nearest resize commutes with the argmax."""

@@ -88,6 +88,14 @@ class EdgeTask(BinaryTask):
 
         return EdgeMetrics
 
+    def host_metric(self, config):
+        """The BSDS benchmark (ODS/OIS/AP) at `config.eval.edge_max_dist`, or the dataset's
+        tolerance when that is None."""
+        from mtnets.metrics.edge_benchmark import DEFAULT_MAX_DIST, MAX_DIST, EdgeBenchmark
+
+        max_dist = config.eval.edge_max_dist or MAX_DIST.get(config.dataset.name, DEFAULT_MAX_DIST)
+        return EdgeBenchmark(max_dist=max_dist)
+
 
 @dataclasses.dataclass(frozen=True)
 class SaliencyTask(BinaryTask):

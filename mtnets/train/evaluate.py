@@ -14,7 +14,6 @@ from mtnets import metrics as metrics_lib
 from mtnets import visualize
 from mtnets.data import normalization as normalization_lib
 from mtnets.metrics import delta_m as delta_m_lib
-from mtnets.metrics.edge_benchmark import EdgeBenchmark
 from mtnets.progress import Progress
 
 
@@ -24,7 +23,7 @@ def evaluate(
     batches: Iterable,
     *,
     num_images: int = 4,
-    edge_benchmark: EdgeBenchmark | None = None,
+    host_metrics: Mapping | None = None,
     num_batches: int | None = None,
     progress_every_secs: float = 30.0,
 ):
@@ -33,18 +32,19 @@ def evaluate(
     `samples` holds the first `num_images` examples of the first batch (host NumPy arrays):
     the batch fields and `predictions`, for pictures.
 
-    With `edge_benchmark` (an empty `EdgeBenchmark`, which sets the distance tolerance), the
-    edge probabilities of this process's examples are also scored on the host by the BSDS
-    benchmark, and `edge/odsF`, `edge/oisF`, `edge/AP`, `edge/ods_threshold` join the results
-    (counts summed over processes). This is slow (see `mtnets.metrics.edge_benchmark`), so the
-    train loop's periodic evaluation may leave it out.
+    `host_metrics` (`{task: empty scorer}`, see `Task.host_metric`) are also fed this process's
+    examples and their measures join the results as `<task>/<name>` (counts summed over
+    processes): for edges the BSDS benchmark's `odsF`, `oisF`, `AP` and `ods_threshold`. They
+    are slow (host-side matching), so the train loop's periodic evaluation may leave them out.
 
     Progress (batches done of `num_batches`, images/s, ETA) is logged every
     `progress_every_secs` seconds by process 0.
     """
     merged, samples, progress = None, None, None
-    if edge_benchmark is not None and jax.process_index() != 0:
-        edge_benchmark.progress = False  # one progress log, process 0's
+    host_metrics = dict(host_metrics or {})
+    if jax.process_index() != 0:
+        for scorer in host_metrics.values():
+            scorer.progress = False  # one progress log, process 0's
     for done, batch in enumerate(batches, start=1):
         if progress is None:
             progress = Progress(
@@ -62,24 +62,22 @@ def evaluate(
         )
         if samples is None:
             samples = _first_examples({**batch, "predictions": predictions}, num_images)
-        if edge_benchmark is not None and "edge" in predictions:
-            logits = _local_rows(predictions["edge"])[..., 0].astype(np.float64)
-            edge_benchmark.add_batch(
-                1.0 / (1.0 + np.exp(-logits)),
-                _local_rows(batch["edge"]),
-                _local_rows(batch["mask"]),
+        for task, scorer in host_metrics.items():
+            scorer.add_outputs(
+                _local_rows(predictions[task]), _local_rows(batch[task]), _local_rows(batch["mask"])
             )
         if progress.due(done):  # wait for the device only when a line reports the rate
             jax.block_until_ready(merged)
         progress(done)
-    if edge_benchmark is not None:
-        edge_benchmark.finish()  # waits for the images its worker processes are scoring
+    for scorer in host_metrics.values():
+        scorer.finish()  # waits for the images its worker processes are scoring
     if merged is None:
         raise ValueError("The evaluation split produced no batch.")
     results = metrics_lib.compute_all(merged)
-    if edge_benchmark is not None and edge_benchmark.num_images:
-        total = _sum_over_processes(edge_benchmark)
-        results.update({f"edge/{k}": v for k, v in total.compute().items()})
+    for task, scorer in host_metrics.items():
+        if scorer.num_images:
+            total = scorer.summed_over_processes()
+            results.update({f"{task}/{k}": v for k, v in total.compute().items()})
     return results, samples
 
 
@@ -120,18 +118,6 @@ def _local_rows(x) -> np.ndarray:
         start = shard.index[0].start or 0
         shards.setdefault(start, shard.data)
     return np.concatenate([np.asarray(shards[k]) for k in sorted(shards)], axis=0)
-
-
-def _sum_over_processes(benchmark: EdgeBenchmark) -> EdgeBenchmark:
-    """The benchmark's counts summed over all processes (each scored its own examples)."""
-    if jax.process_count() == 1:
-        return benchmark
-    from jax.experimental import multihost_utils
-
-    totals = multihost_utils.process_allgather(benchmark.totals).sum(axis=0)
-    best = multihost_utils.process_allgather(benchmark.best).sum(axis=0)
-    count = int(multihost_utils.process_allgather(np.asarray(benchmark.num_images)).sum())
-    return EdgeBenchmark(benchmark.max_dist, totals, best, count)
 
 
 def write_results(workdir: str, step: int, results: Mapping[str, float]) -> str:

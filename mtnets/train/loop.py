@@ -19,7 +19,6 @@ from clu import metric_writers, periodic_actions
 from mtnets import config_utils, sharding, weights
 from mtnets.data.builders.class_names import class_names
 from mtnets.data.pipeline import InputPipeline
-from mtnets.metrics.edge_benchmark import DEFAULT_MAX_DIST, MAX_DIST, EdgeBenchmark
 from mtnets.models import create_model, input_divisor
 from mtnets.tasks import task_specs
 from mtnets.train import checkpointing, warm_start, workdir_lock
@@ -91,27 +90,27 @@ class Experiment:
     ) -> dict[str, float]:
         """Metrics over the eval split, written to `eval_<step>.json`, plus a PNG of samples.
 
-        The edge benchmark (ODS/OIS/AP, slow: host-side matching) runs when
-        `config.eval.edge_benchmark` is "all", or "final" and this is a final evaluation (the
-        last train step, eval.py); Delta_m is added when `config.eval.delta_m_references` names
-        single-task results.
+        The tasks' host-side measures (`Task.host_metric`: the edge benchmark's ODS/OIS/AP,
+        slow) run when `config.eval.edge_benchmark` is "all", or "final" and this is a final
+        evaluation (the last train step, eval.py). Delta_m is added when
+        `config.eval.delta_m_references` names single-task results.
         """
         split = self.config.dataset.eval_split
-        edge_benchmark = self._edge_benchmark(final)
+        host_metrics = self._host_metrics(final)
         logging.info(
             "%s of step %d on %s (%d images)%s.",
             "Final evaluation" if final else "Evaluation",
             step,
             split,
             self.data.num_examples(split),
-            ", with the edge benchmark" if edge_benchmark is not None else "",
+            f", with the host-side measures of {', '.join(host_metrics)}" if host_metrics else "",
         )
         results, samples = evaluate(
             self.eval_step,
             state,
             self.data.eval_batches(),
             num_images=self.config.num_eval_images,
-            edge_benchmark=edge_benchmark,
+            host_metrics=host_metrics,
             num_batches=self._num_eval_batches(),
         )
         results = with_delta_m(results, self.config.eval.delta_m_references, self.config.tasks)
@@ -135,14 +134,14 @@ class Experiment:
         per_process = math.ceil(examples / jax.process_count())
         return math.ceil(per_process / self.data.local_batch_size)
 
-    def _edge_benchmark(self, final: bool) -> EdgeBenchmark | None:
+    def _host_metrics(self, final: bool) -> dict:
+        """`{task: empty scorer}` of the evaluated tasks that measure on the host, when this
+        evaluation runs them."""
         mode = self.config.eval.edge_benchmark
-        if "edge" not in self.config.tasks or not (mode == "all" or (mode == "final" and final)):
-            return None
-        max_dist = self.config.eval.edge_max_dist or MAX_DIST.get(
-            self.config.dataset.name, DEFAULT_MAX_DIST
-        )
-        return EdgeBenchmark(max_dist=max_dist)
+        if not (mode == "all" or (mode == "final" and final)):
+            return {}
+        scorers = {name: task.host_metric(self.config) for name, task in self.specs.items()}
+        return {name: scorer for name, scorer in scorers.items() if scorer is not None}
 
 
 def _check_input_size(config, image_shape) -> None:

@@ -1,13 +1,16 @@
-"""The evaluation pass: the host-side edge benchmark and Delta_m join the device metrics."""
+"""The evaluation pass: the tasks' host-side measures (the edge benchmark) and Delta_m join
+the device metrics."""
 
 import logging
 
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
 from mtnets.metrics import DepthMetrics
-from mtnets.metrics.edge_benchmark import EdgeBenchmark
+from mtnets.metrics.edge_benchmark import MAX_DIST, EdgeBenchmark
+from mtnets.tasks import TASKS, get_task
 from mtnets.train.evaluate import evaluate
 
 
@@ -32,7 +35,9 @@ def test_edge_benchmark_runs_in_evaluate_and_skips_padding():
         "mask": np.array([True, False]),
     }
     benchmark = EdgeBenchmark(max_dist=0.0075)
-    results, _ = evaluate(_fake_eval_step, None, [batch], num_images=1, edge_benchmark=benchmark)
+    results, _ = evaluate(
+        _fake_eval_step, None, [batch], num_images=1, host_metrics={"edge": benchmark}
+    )
     assert benchmark.num_images == 1  # the padding example is not scored
     assert results["edge/odsF"] == pytest.approx(1.0)
     assert results["edge/oisF"] == pytest.approx(1.0)
@@ -54,3 +59,27 @@ def test_evaluate_reports_progress(caplog):
     assert lines[0] == "Evaluation: 0/3 batches (0%)"
     assert lines[-1].startswith("Evaluation: 3/3 batches (100%), ")
     assert "images/s, took " in lines[-1]
+
+
+def test_only_the_edge_task_measures_on_the_host_at_the_datasets_tolerance():
+    config = ml_collections.ConfigDict(
+        {"dataset": {"name": "nyud_mt"}, "eval": {"edge_max_dist": 0.0}}
+    )
+    scorer = get_task("edge").host_metric(config)
+    assert isinstance(scorer, EdgeBenchmark) and scorer.max_dist == MAX_DIST["nyud_mt"]
+    config.eval.edge_max_dist = 0.02
+    assert get_task("edge").host_metric(config).max_dist == 0.02
+    others = [name for name in TASKS if name != "edge"]
+    assert [get_task(name).host_metric(config) for name in others] == [None] * len(others)
+
+
+def test_edge_outputs_are_scored_as_their_sigmoid():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 24, 24, 1)) * 4
+    gts = np.zeros((2, 24, 24), np.int32)
+    gts[:, 4:20, 12] = 1
+    from_outputs, from_probabilities = EdgeBenchmark(workers=1), EdgeBenchmark(workers=1)
+    from_outputs.add_outputs(logits, gts)
+    from_probabilities.add_batch(1.0 / (1.0 + np.exp(-logits[..., 0])), gts)
+    np.testing.assert_array_equal(from_outputs.totals, from_probabilities.totals)
+    np.testing.assert_array_equal(from_outputs.best, from_probabilities.best)
