@@ -13,7 +13,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from mtnets import compilation_cache, distributed  # noqa: E402
+from mtnets import compilation_cache, distributed, plugins  # noqa: E402
 from mtnets.train import loop  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -28,6 +28,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     distributed.initialize_from_flags()
     compilation_cache.enable_from_flags()
+    plugins.import_from_flags()
     tf.config.set_visible_devices([], "GPU")
     loop.quiet_library_logs()
     results = loop.evaluate_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.step)

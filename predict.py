@@ -18,7 +18,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from mtnets import compilation_cache, predict  # noqa: E402
+from mtnets import compilation_cache, plugins, predict  # noqa: E402
 from mtnets.train import loop  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -36,6 +36,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     compilation_cache.enable_from_flags()
+    plugins.import_from_flags()
     tf.config.set_visible_devices([], "GPU")
     loop.quiet_library_logs()
     try:

@@ -26,8 +26,8 @@ covers every model. At the end, or with `--report` alone, the results are aggreg
 Budget (`SCALES`; the same for every model): `--scale cpu` (the default) trains 400 steps of
 batch 8 on `synthetic_scenes/small` (the default scenes rendered at 64x96; 1.6 epochs of the
 2000 training images), Adam 2e-3 with poly decay, evaluates on the 300 validation images at
-steps 200 and 400, with the edge benchmark (ODS F) at the final evaluation only. It is sized to fit a
-2-core CPU in about 3 hours with `--jobs 2` (docs/results.md has the measured time).
+steps 200 and 400, with the edge benchmark (ODS F) at the final evaluation only. It is sized
+to fit a 2-core CPU in about 3 hours with `--jobs 2` (docs/results.md has the measured time).
 `--scale full` (a GPU/TPU) trains 5000 steps of batch 16 at the stored 128x160 on all 300
 validation images, with PAD-Net and the DeepLab heads at the reference's width.
 

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from mtnets.models.layers import ConvBN, batch_norm, conv, resize
+from mtnets.registry import Registry
 
 
 def scale_keys(features: Mapping[str, Any]) -> list[str]:
@@ -121,14 +122,22 @@ class DeepLabHead(nn.Module):
         return conv(self.outputs, 1, use_bias=True, dtype=self.dtype, name="predict")(x)
 
 
-HEADS = ("hrnet", "deeplab")
+# A head is a builder `(outputs, hidden, dtype) -> flax.linen.Module` registered by name;
+# `hidden` is config.model.head_width (0: the reference's width).
+HEADS = Registry("config.model.head")
+
+
+@HEADS.register("hrnet")
+def _hrnet_head(outputs: int, hidden: int, dtype) -> nn.Module:
+    return HighResolutionHead(outputs, hidden, dtype=dtype)
+
+
+@HEADS.register("deeplab")
+def _deeplab_head(outputs: int, hidden: int, dtype) -> nn.Module:
+    return DeepLabHead(outputs, width=hidden or 256, dtype=dtype)
 
 
 def create_head(name: str, outputs: int, hidden: int = 0, dtype=jnp.float32) -> nn.Module:
-    """`hrnet` (HighResolutionHead, `hidden` 0: the reference's width) or `deeplab`
-    (`hidden` 0: the reference's 256)."""
-    if name == "hrnet":
-        return HighResolutionHead(outputs, hidden, dtype=dtype)
-    if name == "deeplab":
-        return DeepLabHead(outputs, width=hidden or 256, dtype=dtype)
-    raise ValueError(f"Unknown config.model.head {name!r}; choose one of {', '.join(HEADS)}.")
+    """The head `name` (one of `HEADS`: `hrnet`, the HighResolutionHead, or `deeplab`) with
+    `outputs` channels."""
+    return HEADS.get(name)(outputs, hidden, dtype)

@@ -241,7 +241,6 @@ def model_defaults(entries: Mapping[str, ModelInfo] | None = None) -> dict[str, 
     return out
 
 
-
 def create_model(config):
     """The Linen module that `config.model` describes, with heads for `config.tasks`; the
     compute dtype is `config.dtype`."""

@@ -13,7 +13,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -27,6 +26,7 @@ from mtnets.models.mti_net import (
     stack_per_task_variables,
 )
 from mtnets.models.pad_net import MultiTaskDistillation as PerTaskDistillation
+from tests.experiment_configs import model_config
 
 OUTPUTS = {"semseg": 40, "depth": 1, "normals": 3, "edge": 1}
 
@@ -105,12 +105,10 @@ class PerTaskMTINet(nn.Module):
 
 
 def config(aux, head_width, **mti):
-    c = ml_collections.ConfigDict()
-    c.dataset = dict(name="nyud_mt")
-    c.tasks, c.aux_tasks = ("semseg", "depth"), aux
-    c.model = dict(
-        name="mti_net", backbone="hrnet_tiny", head="hrnet", head_width=head_width, mti_net=mti
+    c = model_config(
+        "mti_net", ("semseg", "depth"), "nyud_mt", aux, backbone="hrnet_tiny", head_width=head_width
     )
+    c.model.mti_net.update({"distill_all_scales": True, **mti})  # the oracle's: the full model
     return c
 
 
@@ -124,9 +122,15 @@ def perturbed(variables, seed=1):
 
 
 def assert_trees_close(got, want):
+    """Equal up to float32 rounding, relative to each array's largest value: the perturbed
+    statistics drive the outputs to thousands (up to 2e4), where the scanned and the unrolled
+    convolutions, the same sums in another order, differ by up to 9e-5 of that scale (measured).
+    A task's slice taken from the wrong task differs by the scale itself."""
     assert jax.tree.structure(got) == jax.tree.structure(want)
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-5)
+        g, w = np.asarray(g, np.float64), np.asarray(w, np.float64)
+        scale = max(1.0, float(np.abs(w).max()))
+        assert np.abs(g - w).max() / scale < 2e-4, (np.abs(g - w).max(), scale)
 
 
 @pytest.mark.parametrize(

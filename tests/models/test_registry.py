@@ -169,3 +169,56 @@ def test_the_registry_and_the_package_load_no_jax():
         "assert 'mtnets.models.nddr_cnn' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
+
+
+def test_a_backbone_and_a_head_registered_outside_the_library_build_a_model():
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    from mtnets.models import create_model
+    from mtnets.models.backbones import BACKBONES
+    from mtnets.models.heads import HEADS
+    from tests.experiment_configs import model_config
+
+    class TwoScales(nn.Module):
+        dtype: object = jnp.float32
+
+        @nn.compact
+        def __call__(self, x, train=False):
+            fine = nn.Conv(4, (3, 3), strides=2, dtype=self.dtype)(x)
+            return {"scale_0": fine, "scale_1": nn.Conv(8, (3, 3), strides=2)(fine)}
+
+    class OneByOne(nn.Module):
+        outputs: int
+
+        @nn.compact
+        def __call__(self, features, train=False):
+            return nn.Conv(self.outputs, (1, 1))(features["scale_0"])
+
+    BACKBONES.register("test_two_scales", replace=True)(lambda dtype, *, dilated: TwoScales(dtype))
+    HEADS.register("test_one_by_one", replace=True)(
+        lambda outputs, hidden, dtype: OneByOne(outputs)
+    )
+    config = model_config("multi_task_baseline", ("semseg", "depth"), "synthetic_scenes")
+    config.model.backbone, config.model.head = "test_two_scales", "test_one_by_one"
+    model = create_model(config)
+    x = jnp.zeros((1, 16, 24, 3))
+    variables = model.init(jax.random.key(0), x)
+    out = model.apply(variables, x)
+    assert out["semseg"].shape[:3] == (1, 16, 24) and out["depth"].shape == (1, 16, 24, 1)
+    conv = variables["params"]["backbone"]["Conv_0"]["kernel"]
+    assert conv.shape == (3, 3, 3, 4)  # the registered backbone's own layer
+
+
+def test_unknown_backbone_and_head_name_the_field_and_the_choices():
+    from mtnets.models import create_backbone, create_head
+
+    with pytest.raises(ValueError, match=r"config.model.backbone 'resnet7'.*resnet18.*hrnet_w18"):
+        create_backbone("resnet7")
+    with pytest.raises(ValueError, match=r"config.model.head 'fpn'.*hrnet, deeplab"):
+        create_head("fpn", 3)
+    from mtnets.models.heads import HEADS
+
+    with pytest.raises(ValueError, match="registered already"):
+        HEADS.register("hrnet")(lambda outputs, hidden, dtype: None)

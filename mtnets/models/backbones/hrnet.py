@@ -29,6 +29,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from mtnets.models.backbones.registry import BACKBONES
 from mtnets.models.backbones.resnet import BasicBlock, Bottleneck
 from mtnets.models.layers import ConvBN, resize
 
@@ -61,6 +62,18 @@ HRNETS = {
         channels=(8, 16, 32, 64),
     ),
 }
+
+
+def _register(name: str) -> None:
+    @BACKBONES.register(name)
+    def build(dtype, *, dilated: bool = False) -> HRNet:
+        if dilated:
+            raise ValueError(f"config.model.dilated applies to ResNets, not {name!r}.")
+        return HRNet(HRNETS[name], dtype=dtype)
+
+
+for _name in HRNETS:
+    _register(_name)
 
 
 def _conv_bn(features, kernel=3, stride=1, relu=True, dtype=jnp.float32, name=None) -> ConvBN:

@@ -22,6 +22,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from mtnets.models.backbones.registry import BACKBONES
 from mtnets.models.layers import batch_norm, conv
 
 
@@ -206,3 +207,13 @@ RESNETS = {
     "resnet50": dict(stage_sizes=(3, 4, 6, 3), block=Bottleneck, width=64),
     "resnet101": dict(stage_sizes=(3, 4, 23, 3), block=Bottleneck, width=64),
 }
+
+
+def _register(name: str) -> None:
+    @BACKBONES.register(name)
+    def build(dtype, *, dilated: bool = False) -> ResNet:
+        return ResNet(**RESNETS[name], output_stride=8 if dilated else 32, dtype=dtype)
+
+
+for _name in RESNETS:
+    _register(_name)
