@@ -41,7 +41,7 @@ def _nearest(key: str) -> bool:
     return _is_label(key) and tasks_lib.get_task(key).interpolation == "nearest"
 
 
-def _labels_corrected(fields: dict, correct) -> dict:
+def labels_corrected(fields: dict, correct) -> dict:
     """`fields` with `correct(task, value)` applied to every label."""
     return {
         key: correct(tasks_lib.get_task(key), value) if _is_label(key) else value
@@ -59,8 +59,8 @@ def random_scale_crop(example: dict, seed, scale_min: float, scale_max: float) -
     scale = tf.random.stateless_uniform([], s_seed, scale_min, scale_max)
     crop_h = tf.maximum(tf.cast(tf.math.floor(height / scale), tf.int32), 1)
     crop_w = tf.maximum(tf.cast(tf.math.floor(width / scale), tf.int32), 1)
-    top = _uniform_int(y_seed, height - crop_h + 1)
-    left = _uniform_int(x_seed, width - crop_w + 1)
+    top = uniform_int(y_seed, height - crop_h + 1)
+    left = uniform_int(x_seed, width - crop_w + 1)
 
     out = {}
     for key, value in example.items():
@@ -70,12 +70,12 @@ def random_scale_crop(example: dict, seed, scale_min: float, scale_max: float) -
         if key == "image":
             resized = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), value.dtype)
         out[key] = tf.ensure_shape(resized, value.shape)
-    return _labels_corrected(out, lambda task, value: task.zoomed(value, scale))
+    return labels_corrected(out, lambda task, value: task.zoomed(value, scale))
 
 
-def random_flip(example: dict, seed) -> dict:
-    """Mirrors everything left-right with probability 1/2 (`flip_left_right`)."""
-    flip = tf.random.stateless_uniform([], seed) < 0.5
+def random_flip(example: dict, seed, p: float = 0.5) -> dict:
+    """Mirrors everything left-right with probability `p` (`flip_left_right`)."""
+    flip = tf.random.stateless_uniform([], seed) < p
     return tf.cond(flip, lambda: flip_left_right(example), lambda: dict(example))
 
 
@@ -83,7 +83,7 @@ def flip_left_right(example: dict) -> dict:
     """Every field mirrored, each label corrected by its task (`Task.flipped`: normals' x
     changes sign)."""
     out = {key: tf.reverse(value, axis=[1]) for key, value in example.items()}
-    return _labels_corrected(out, lambda task, value: task.flipped(value))
+    return labels_corrected(out, lambda task, value: task.flipped(value))
 
 
 def normalize_image(image) -> tf.Tensor:
@@ -91,7 +91,7 @@ def normalize_image(image) -> tf.Tensor:
     return normalization.normalize(tf.cast(image, tf.float32) / 255.0, "imagenet")
 
 
-def _uniform_int(seed, upper):
+def uniform_int(seed, upper):
     """An integer uniform in [0, upper)."""
     return tf.random.stateless_uniform([], seed, 0, upper, dtype=tf.int32)
 
@@ -187,9 +187,9 @@ def _warp_fields(fields: dict, angle_deg, scale) -> dict:
         if _nearest(key):
             out[key] = warp(value, transform, "nearest")
     cubic = {k: tf.cast(v, tf.float32) for k, v in fields.items() if not _nearest(k)}
-    cubic = _labels_corrected(cubic, lambda task, value: task.rotated(value, angle_deg))
+    cubic = labels_corrected(cubic, lambda task, value: task.rotated(value, angle_deg))
     out.update(_apply_stacked(cubic, lambda stacked: warp_affine_cubic(stacked, matrix)))
-    out = _labels_corrected(out, lambda task, value: task.zoomed(value, scale))
+    out = labels_corrected(out, lambda task, value: task.zoomed(value, scale))
     return {key: out[key] for key in fields}
 
 
@@ -215,7 +215,7 @@ def fixed_resize(fields: dict, size) -> dict:
             out[key] = tf.ensure_shape(value, (size[0], size[1], value.shape[-1]))
     cubic = {k: tf.cast(v, tf.float32) for k, v in fields.items() if not _nearest(k)}
     out.update(_apply_stacked(cubic, lambda stacked: resize_cubic(stacked, size)))
-    out = _labels_corrected(out, lambda task, value: task.project(value))
+    out = labels_corrected(out, lambda task, value: task.project(value))
     return {key: out[key] for key in fields}
 
 
@@ -225,10 +225,10 @@ def to_uint8_range(image) -> tf.Tensor:
     return tf.floor(tf.clip_by_value(tf.cast(image, tf.float32), 0.0, 255.0))
 
 
-def parts_ignore_if_empty(parts) -> tf.Tensor:
-    """AddIgnoreRegions: a human-parts map with no part pixel becomes all ignore (255)."""
+def parts_ignore_if_empty(parts, ignore: int = 255) -> tf.Tensor:
+    """AddIgnoreRegions: a human-parts map with no part pixel becomes all `ignore`."""
     empty = tf.reduce_all(tf.equal(parts, 0))
-    return tf.where(empty, tf.fill(tf.shape(parts), tf.constant(255, parts.dtype)), parts)
+    return tf.where(empty, tf.fill(tf.shape(parts), tf.constant(ignore, parts.dtype)), parts)
 
 
 def nyud_train(fields: dict, seed) -> dict:
@@ -237,7 +237,7 @@ def nyud_train(fields: dict, seed) -> dict:
     re-normalised)."""
     flip_seed, scale_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     fields = random_flip(fields, flip_seed)
-    index = _uniform_int(scale_seed, len(NYUD_SCALES))
+    index = uniform_int(scale_seed, len(NYUD_SCALES))
     scale = tf.gather(tf.constant(NYUD_SCALES, tf.float64), index)
     fields = scale_and_rotate(fields, tf.constant(0.0, tf.float64), scale)
     return nyud_finish(fields)
@@ -246,7 +246,7 @@ def nyud_train(fields: dict, seed) -> dict:
 def nyud_finish(fields: dict) -> dict:
     """What the NYUD train and test transforms end with: FixedResize to the stored 480x640 (a
     copy in cv2) with the normals re-normalised, and the image as `astype(uint8)` reads it."""
-    out = _labels_corrected(fields, lambda task, value: task.project(value))
+    out = labels_corrected(fields, lambda task, value: task.project(value))
     out["image"] = to_uint8_range(fields["image"])
     return out
 
@@ -273,7 +273,7 @@ def pascal_finish(fields: dict, size) -> dict:
     tasks that are `unlabelled_when_empty`: human parts)."""
     out = fixed_resize(fields, size)
     out["image"] = to_uint8_range(out["image"])
-    return _labels_corrected(
+    return labels_corrected(
         out,
         lambda task, value: parts_ignore_if_empty(value) if task.unlabelled_when_empty else value,
     )
@@ -288,12 +288,12 @@ def lorenmt_train(fields: dict, seed) -> dict:
     )
     height, width = fields["image"].shape[:2]
     scale = tf.gather(
-        tf.constant(LORENMT_SCALES, tf.float64), _uniform_int(scale_seed, len(LORENMT_SCALES))
+        tf.constant(LORENMT_SCALES, tf.float64), uniform_int(scale_seed, len(LORENMT_SCALES))
     )
     crop_h = tf.cast(tf.floor(height / scale), tf.int32)
     crop_w = tf.cast(tf.floor(width / scale), tf.int32)
-    top = _uniform_int(y_seed, height - crop_h + 1)
-    left = _uniform_int(x_seed, width - crop_w + 1)
+    top = uniform_int(y_seed, height - crop_h + 1)
+    left = uniform_int(x_seed, width - crop_w + 1)
     fields = scale_crop_align_corners(fields, scale, top, left)
     return random_flip(fields, flip_seed)
 
@@ -323,4 +323,4 @@ def scale_crop_align_corners(fields: dict, scale, top, left) -> dict:
         else:
             value = warp(value, transform, "bilinear")
         out[key] = value
-    return _labels_corrected(out, lambda task, value: task.zoomed(value, scale))
+    return labels_corrected(out, lambda task, value: task.zoomed(value, scale))
