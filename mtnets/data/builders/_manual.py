@@ -71,7 +71,8 @@ class SourceFolder:
             self.origin = archive
         else:
             raise FileNotFoundError(
-                f"Neither {archive} nor the folder {folder} exists. {spec.instructions(manual_dir)}"
+                f"Neither {archive} nor the folder {folder} exists. "
+                f"{spec.instructions(manual_dir)}"
             )
         if not os.path.exists(os.path.join(self.root, spec.marker)):
             self.cleanup()
