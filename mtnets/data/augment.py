@@ -97,8 +97,9 @@ def uniform_int(seed, upper):
 
 
 # ===========================================================================================
-# The reference augmentations (docs/reference_notes.md#datasets). Label-map fields are `[H, W, 1]`
-# uint8,
+# The resampling of the reference augmentations (docs/reference_notes.md#datasets); the recipes
+# that compose them are registered ops (`mtnets.data.ops`) and live beside their dataset's
+# builder (`mtnets.data.builders.*`). Label-map fields are `[H, W, 1]` uint8,
 # `depth` `[H, W, 1]` float32, `normals` `[H, W, 3]` float32, `image` `[H, W, 3]` uint8 or
 # float32. Each returns the image as float32 holding what the reference feeds to `ToTensor`.
 #
@@ -110,13 +111,27 @@ def uniform_int(seed, upper):
 # differ). Everything else (matrices, centres, fills, rounding, depth and normals corrections)
 # follows the reference.
 
-# NYUD ScaleNRotate(rots=[0], scales=[1.0, 1.2, 1.5]) (`MTL:utils/common_config.py`).
-NYUD_SCALES = (1.0, 1.2, 1.5)
-# PASCAL ScaleNRotate(rots=(-20, 20), scales=(.75, 1.25)), continuous uniform draws.
-PASCAL_MAX_ROTATION = 20.0
-PASCAL_SCALE_RANGE = (0.75, 1.25)
-# lorenmt RandomScaleCrop(scale=[1.0, 1.2, 1.5]) (`MTAN:im2im_pred/create_dataset.py`).
-LORENMT_SCALES = (1.0, 1.2, 1.5)
+# The recipes' constants under their former names here: (builder module, name there).
+_MOVED = {
+    "NYUD_SCALES": ("nyud_mt", "SCALES"),
+    "PASCAL_MAX_ROTATION": ("pascal_context_mt", "MAX_ROTATION"),
+    "PASCAL_SCALE_RANGE": ("pascal_context_mt", "SCALE_RANGE"),
+    "LORENMT_SCALES": ("nyuv2_mtan", "SCALES"),
+}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        module, attribute = _MOVED[name]
+        return getattr(_builder(module), attribute)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _builder(module: str):
+    """A builder module (imported here on use: the builders import this module)."""
+    import importlib
+
+    return importlib.import_module(f"mtnets.data.builders.{module}")
 
 
 def inverse_transform(matrix) -> tf.Tensor:
@@ -231,24 +246,18 @@ def parts_ignore_if_empty(parts, ignore: int = 255) -> tf.Tensor:
     return tf.where(empty, tf.fill(tf.shape(parts), tf.constant(ignore, parts.dtype)), parts)
 
 
+# The reference recipes as functions (their ops and strings are beside each builder).
 def nyud_train(fields: dict, seed) -> dict:
     """MTL NYUD training transform: flip (p = 1/2, normals' x negated), centre zoom by a scale
     drawn from {1, 1.2, 1.5} (depth / scale), FixedResize to the same size (normals
     re-normalised)."""
-    flip_seed, scale_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    fields = random_flip(fields, flip_seed)
-    index = uniform_int(scale_seed, len(NYUD_SCALES))
-    scale = tf.gather(tf.constant(NYUD_SCALES, tf.float64), index)
-    fields = scale_and_rotate(fields, tf.constant(0.0, tf.float64), scale)
-    return nyud_finish(fields)
+    return _apply(_builder("nyud_mt").TRAIN_RECIPE, fields, seed)
 
 
 def nyud_finish(fields: dict) -> dict:
     """What the NYUD train and test transforms end with: FixedResize to the stored 480x640 (a
     copy in cv2) with the normals re-normalised, and the image as `astype(uint8)` reads it."""
-    out = labels_corrected(fields, lambda task, value: task.project(value))
-    out["image"] = to_uint8_range(fields["image"])
-    return out
+    return _apply(_builder("nyud_mt").EVAL_RECIPE, fields)
 
 
 def pascal_train(fields: dict, seed, size) -> dict:
@@ -258,44 +267,26 @@ def pascal_train(fields: dict, seed, size) -> dict:
 
     `human_parts` must come in with 0 where the stored map says 255 for "no person" (the
     reference's loader gives zeros there and marks them ignore only at the end)."""
-    flip_seed, rot_seed, scale_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-    fields = random_flip(fields, flip_seed)
-    angle = tf.random.stateless_uniform(
-        [], rot_seed, -PASCAL_MAX_ROTATION, PASCAL_MAX_ROTATION, tf.float64
-    )
-    scale = tf.random.stateless_uniform([], scale_seed, *PASCAL_SCALE_RANGE, dtype=tf.float64)
-    fields = scale_and_rotate(fields, angle, scale)
-    return pascal_finish(fields, size)
+    return _apply(_builder("pascal_context_mt").train_recipe(size), fields, seed)
 
 
 def pascal_finish(fields: dict, size) -> dict:
     """FixedResize to `size`, the image as `astype(uint8)` reads it, AddIgnoreRegions (maps of
     tasks that are `unlabelled_when_empty`: human parts)."""
-    out = fixed_resize(fields, size)
-    out["image"] = to_uint8_range(out["image"])
-    return labels_corrected(
-        out,
-        lambda task, value: parts_ignore_if_empty(value) if task.unlabelled_when_empty else value,
-    )
+    return _apply(_builder("pascal_context_mt").finish_recipe(size), fields)
 
 
 def lorenmt_train(fields: dict, seed) -> dict:
     """lorenmt's optional augmentation (`MTAN:im2im_pred/create_dataset.py` RandomScaleCrop, then
     a flip with p = 1/2): s from {1, 1.2, 1.5}, a window of int(H / s) x int(W / s) at a
     uniform random offset (both ends included), resized back by `scale_crop_align_corners`."""
-    scale_seed, y_seed, x_seed, flip_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 4)
-    )
-    height, width = fields["image"].shape[:2]
-    scale = tf.gather(
-        tf.constant(LORENMT_SCALES, tf.float64), uniform_int(scale_seed, len(LORENMT_SCALES))
-    )
-    crop_h = tf.cast(tf.floor(height / scale), tf.int32)
-    crop_w = tf.cast(tf.floor(width / scale), tf.int32)
-    top = uniform_int(y_seed, height - crop_h + 1)
-    left = uniform_int(x_seed, width - crop_w + 1)
-    fields = scale_crop_align_corners(fields, scale, top, left)
-    return random_flip(fields, flip_seed)
+    return _apply(_builder("nyuv2_mtan").TRAIN_RECIPE, fields, seed)
+
+
+def _apply(recipe: str, fields: dict, seed=None) -> dict:
+    from mtnets.data import ops
+
+    return ops.apply(recipe, fields, seed)
 
 
 def scale_crop_align_corners(fields: dict, scale, top, left) -> dict:

@@ -18,8 +18,9 @@ after the fields). An op that happens to do nothing for its arguments (a flip wi
 takes its draws, so the other ops' draws do not depend on it.
 
 A recipe (`Recipe`, `register_recipe`) names the train and evaluation op sequences of one
-dataset's reference; `config.dataset.augmentation` selects one by name. The dataset-specific
-recipes and ops are registered beside their TFDS builder (`mtnets.data.builders.*`).
+dataset's reference; `config.dataset.augmentation` selects one by name, or gives a recipe
+string of its own (training only). The dataset-specific recipes and ops (the quirks of a
+reference's loader) are registered beside their TFDS builder (`mtnets.data.builders.*`).
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def _parse_step(text: str, recipe: str) -> Step:
 def _public_signature(op: Op) -> str:
     """The op's signature without the fields (and seeds) every op takes."""
     params = list(inspect.signature(op.fn).parameters.values())[2 if op.draws else 1 :]
-    return str(inspect.Signature(params))
+    return str(inspect.Signature([p.replace(annotation=p.empty) for p in params]))
 
 
 def run(steps: Sequence[Step], fields: dict, seed=None) -> dict:
@@ -181,12 +182,23 @@ def register_recipe(name: str, recipe: Recipe) -> Recipe:
 
 
 def get_recipe(name: str) -> Recipe:
+    """The recipe registered as `name`; any other string is read as a recipe string (e.g.
+    `"flip_lr|random_scale_crop(1.0, 1.2)"`) that trains with those ops and evaluates on the
+    examples as stored."""
     _load_dataset_ops()
-    if name not in RECIPES:
-        raise ValueError(
-            f"Unknown config.dataset.augmentation {name!r}; choose one of {', '.join(RECIPES)}."
-        )
-    return RECIPES[name]
+    if name in RECIPES:
+        return RECIPES[name]
+    try:
+        parse(name)
+    except ValueError:
+        if name.isidentifier():  # a misspelt recipe more likely than a misspelt op
+            raise ValueError(
+                f"Unknown config.dataset.augmentation {name!r}; choose one of "
+                f"{', '.join(RECIPES)}, or write a recipe string of the ops "
+                f"{', '.join(sorted(OPS))} (e.g. 'flip_lr|random_scale_crop(1.0, 1.5)')."
+            ) from None
+        raise
+    return Recipe(train=lambda ctx: name)
 
 
 def canvas_eval_recipe(size, labels: str = "project_labels") -> str:
