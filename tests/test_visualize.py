@@ -224,3 +224,18 @@ def test_class_names_cover_every_class():
     for dataset, tasks in DATASET_CLASSES.items():
         for task, count in tasks.items():
             assert len(CLASS_NAMES[dataset][task]) == count, (dataset, task)
+
+
+def test_a_registered_normalization_has_its_inverse():
+    from mtnets.data import normalization
+
+    normalization.register_normalization("halves", (0.5, 0.5, 0.5), (0.25, 0.5, 1.0))
+    try:
+        x = np.array([[0.0, 0.5, 1.0], [1.0, 0.25, 0.0]], np.float32)
+        y = normalization.normalize(x, "halves")
+        np.testing.assert_allclose(y, [[-2.0, 0.0, 0.5], [2.0, -0.5, -0.5]])
+        np.testing.assert_allclose(normalization.denormalize(y, "halves"), x)
+    finally:
+        del normalization.STATISTICS["halves"]
+    with pytest.raises(ValueError, match="'bad' needs 3 means and 3 positive stds"):
+        normalization.register_normalization("bad", (0.5, 0.5, 0.5), (0.2, 0.0, 0.2))

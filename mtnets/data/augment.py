@@ -41,7 +41,7 @@ def _nearest(key: str) -> bool:
     return _is_label(key) and tasks_lib.get_task(key).interpolation == "nearest"
 
 
-def _labels_corrected(fields: dict, correct) -> dict:
+def labels_corrected(fields: dict, correct) -> dict:
     """`fields` with `correct(task, value)` applied to every label."""
     return {
         key: correct(tasks_lib.get_task(key), value) if _is_label(key) else value
@@ -59,8 +59,8 @@ def random_scale_crop(example: dict, seed, scale_min: float, scale_max: float) -
     scale = tf.random.stateless_uniform([], s_seed, scale_min, scale_max)
     crop_h = tf.maximum(tf.cast(tf.math.floor(height / scale), tf.int32), 1)
     crop_w = tf.maximum(tf.cast(tf.math.floor(width / scale), tf.int32), 1)
-    top = _uniform_int(y_seed, height - crop_h + 1)
-    left = _uniform_int(x_seed, width - crop_w + 1)
+    top = uniform_int(y_seed, height - crop_h + 1)
+    left = uniform_int(x_seed, width - crop_w + 1)
 
     out = {}
     for key, value in example.items():
@@ -70,12 +70,12 @@ def random_scale_crop(example: dict, seed, scale_min: float, scale_max: float) -
         if key == "image":
             resized = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), value.dtype)
         out[key] = tf.ensure_shape(resized, value.shape)
-    return _labels_corrected(out, lambda task, value: task.zoomed(value, scale))
+    return labels_corrected(out, lambda task, value: task.zoomed(value, scale))
 
 
-def random_flip(example: dict, seed) -> dict:
-    """Mirrors everything left-right with probability 1/2 (`flip_left_right`)."""
-    flip = tf.random.stateless_uniform([], seed) < 0.5
+def random_flip(example: dict, seed, p: float = 0.5) -> dict:
+    """Mirrors everything left-right with probability `p` (`flip_left_right`)."""
+    flip = tf.random.stateless_uniform([], seed) < p
     return tf.cond(flip, lambda: flip_left_right(example), lambda: dict(example))
 
 
@@ -83,7 +83,7 @@ def flip_left_right(example: dict) -> dict:
     """Every field mirrored, each label corrected by its task (`Task.flipped`: normals' x
     changes sign)."""
     out = {key: tf.reverse(value, axis=[1]) for key, value in example.items()}
-    return _labels_corrected(out, lambda task, value: task.flipped(value))
+    return labels_corrected(out, lambda task, value: task.flipped(value))
 
 
 def normalize_image(image) -> tf.Tensor:
@@ -91,14 +91,15 @@ def normalize_image(image) -> tf.Tensor:
     return normalization.normalize(tf.cast(image, tf.float32) / 255.0, "imagenet")
 
 
-def _uniform_int(seed, upper):
+def uniform_int(seed, upper):
     """An integer uniform in [0, upper)."""
     return tf.random.stateless_uniform([], seed, 0, upper, dtype=tf.int32)
 
 
 # ===========================================================================================
-# The reference augmentations (docs/reference_notes.md#datasets). Label-map fields are `[H, W, 1]`
-# uint8,
+# The resampling of the reference augmentations (docs/reference_notes.md#datasets); the recipes
+# that compose them are registered ops (`mtnets.data.ops`) and live beside their dataset's
+# builder (`mtnets.data.builders.*`). Label-map fields are `[H, W, 1]` uint8,
 # `depth` `[H, W, 1]` float32, `normals` `[H, W, 3]` float32, `image` `[H, W, 3]` uint8 or
 # float32. Each returns the image as float32 holding what the reference feeds to `ToTensor`.
 #
@@ -110,13 +111,27 @@ def _uniform_int(seed, upper):
 # differ). Everything else (matrices, centres, fills, rounding, depth and normals corrections)
 # follows the reference.
 
-# NYUD ScaleNRotate(rots=[0], scales=[1.0, 1.2, 1.5]) (`MTL:utils/common_config.py`).
-NYUD_SCALES = (1.0, 1.2, 1.5)
-# PASCAL ScaleNRotate(rots=(-20, 20), scales=(.75, 1.25)), continuous uniform draws.
-PASCAL_MAX_ROTATION = 20.0
-PASCAL_SCALE_RANGE = (0.75, 1.25)
-# lorenmt RandomScaleCrop(scale=[1.0, 1.2, 1.5]) (`MTAN:im2im_pred/create_dataset.py`).
-LORENMT_SCALES = (1.0, 1.2, 1.5)
+# The recipes' constants under their former names here: (builder module, name there).
+_MOVED = {
+    "NYUD_SCALES": ("nyud_mt", "SCALES"),
+    "PASCAL_MAX_ROTATION": ("pascal_context_mt", "MAX_ROTATION"),
+    "PASCAL_SCALE_RANGE": ("pascal_context_mt", "SCALE_RANGE"),
+    "LORENMT_SCALES": ("nyuv2_mtan", "SCALES"),
+}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        module, attribute = _MOVED[name]
+        return getattr(_builder(module), attribute)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _builder(module: str):
+    """A builder module (imported here on use: the builders import this module)."""
+    import importlib
+
+    return importlib.import_module(f"mtnets.data.builders.{module}")
 
 
 def inverse_transform(matrix) -> tf.Tensor:
@@ -187,9 +202,9 @@ def _warp_fields(fields: dict, angle_deg, scale) -> dict:
         if _nearest(key):
             out[key] = warp(value, transform, "nearest")
     cubic = {k: tf.cast(v, tf.float32) for k, v in fields.items() if not _nearest(k)}
-    cubic = _labels_corrected(cubic, lambda task, value: task.rotated(value, angle_deg))
+    cubic = labels_corrected(cubic, lambda task, value: task.rotated(value, angle_deg))
     out.update(_apply_stacked(cubic, lambda stacked: warp_affine_cubic(stacked, matrix)))
-    out = _labels_corrected(out, lambda task, value: task.zoomed(value, scale))
+    out = labels_corrected(out, lambda task, value: task.zoomed(value, scale))
     return {key: out[key] for key in fields}
 
 
@@ -215,7 +230,7 @@ def fixed_resize(fields: dict, size) -> dict:
             out[key] = tf.ensure_shape(value, (size[0], size[1], value.shape[-1]))
     cubic = {k: tf.cast(v, tf.float32) for k, v in fields.items() if not _nearest(k)}
     out.update(_apply_stacked(cubic, lambda stacked: resize_cubic(stacked, size)))
-    out = _labels_corrected(out, lambda task, value: task.project(value))
+    out = labels_corrected(out, lambda task, value: task.project(value))
     return {key: out[key] for key in fields}
 
 
@@ -225,30 +240,24 @@ def to_uint8_range(image) -> tf.Tensor:
     return tf.floor(tf.clip_by_value(tf.cast(image, tf.float32), 0.0, 255.0))
 
 
-def parts_ignore_if_empty(parts) -> tf.Tensor:
-    """AddIgnoreRegions: a human-parts map with no part pixel becomes all ignore (255)."""
+def parts_ignore_if_empty(parts, ignore: int = 255) -> tf.Tensor:
+    """AddIgnoreRegions: a human-parts map with no part pixel becomes all `ignore`."""
     empty = tf.reduce_all(tf.equal(parts, 0))
-    return tf.where(empty, tf.fill(tf.shape(parts), tf.constant(255, parts.dtype)), parts)
+    return tf.where(empty, tf.fill(tf.shape(parts), tf.constant(ignore, parts.dtype)), parts)
 
 
+# The reference recipes as functions (their ops and strings are beside each builder).
 def nyud_train(fields: dict, seed) -> dict:
     """MTL NYUD training transform: flip (p = 1/2, normals' x negated), centre zoom by a scale
     drawn from {1, 1.2, 1.5} (depth / scale), FixedResize to the same size (normals
     re-normalised)."""
-    flip_seed, scale_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    fields = random_flip(fields, flip_seed)
-    index = _uniform_int(scale_seed, len(NYUD_SCALES))
-    scale = tf.gather(tf.constant(NYUD_SCALES, tf.float64), index)
-    fields = scale_and_rotate(fields, tf.constant(0.0, tf.float64), scale)
-    return nyud_finish(fields)
+    return _apply(_builder("nyud_mt").TRAIN_RECIPE, fields, seed)
 
 
 def nyud_finish(fields: dict) -> dict:
     """What the NYUD train and test transforms end with: FixedResize to the stored 480x640 (a
     copy in cv2) with the normals re-normalised, and the image as `astype(uint8)` reads it."""
-    out = _labels_corrected(fields, lambda task, value: task.project(value))
-    out["image"] = to_uint8_range(fields["image"])
-    return out
+    return _apply(_builder("nyud_mt").EVAL_RECIPE, fields)
 
 
 def pascal_train(fields: dict, seed, size) -> dict:
@@ -258,44 +267,26 @@ def pascal_train(fields: dict, seed, size) -> dict:
 
     `human_parts` must come in with 0 where the stored map says 255 for "no person" (the
     reference's loader gives zeros there and marks them ignore only at the end)."""
-    flip_seed, rot_seed, scale_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-    fields = random_flip(fields, flip_seed)
-    angle = tf.random.stateless_uniform(
-        [], rot_seed, -PASCAL_MAX_ROTATION, PASCAL_MAX_ROTATION, tf.float64
-    )
-    scale = tf.random.stateless_uniform([], scale_seed, *PASCAL_SCALE_RANGE, dtype=tf.float64)
-    fields = scale_and_rotate(fields, angle, scale)
-    return pascal_finish(fields, size)
+    return _apply(_builder("pascal_context_mt").train_recipe(size), fields, seed)
 
 
 def pascal_finish(fields: dict, size) -> dict:
     """FixedResize to `size`, the image as `astype(uint8)` reads it, AddIgnoreRegions (maps of
     tasks that are `unlabelled_when_empty`: human parts)."""
-    out = fixed_resize(fields, size)
-    out["image"] = to_uint8_range(out["image"])
-    return _labels_corrected(
-        out,
-        lambda task, value: parts_ignore_if_empty(value) if task.unlabelled_when_empty else value,
-    )
+    return _apply(_builder("pascal_context_mt").finish_recipe(size), fields)
 
 
 def lorenmt_train(fields: dict, seed) -> dict:
     """lorenmt's optional augmentation (`MTAN:im2im_pred/create_dataset.py` RandomScaleCrop, then
     a flip with p = 1/2): s from {1, 1.2, 1.5}, a window of int(H / s) x int(W / s) at a
     uniform random offset (both ends included), resized back by `scale_crop_align_corners`."""
-    scale_seed, y_seed, x_seed, flip_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 4)
-    )
-    height, width = fields["image"].shape[:2]
-    scale = tf.gather(
-        tf.constant(LORENMT_SCALES, tf.float64), _uniform_int(scale_seed, len(LORENMT_SCALES))
-    )
-    crop_h = tf.cast(tf.floor(height / scale), tf.int32)
-    crop_w = tf.cast(tf.floor(width / scale), tf.int32)
-    top = _uniform_int(y_seed, height - crop_h + 1)
-    left = _uniform_int(x_seed, width - crop_w + 1)
-    fields = scale_crop_align_corners(fields, scale, top, left)
-    return random_flip(fields, flip_seed)
+    return _apply(_builder("nyuv2_mtan").TRAIN_RECIPE, fields, seed)
+
+
+def _apply(recipe: str, fields: dict, seed=None) -> dict:
+    from mtnets.data import ops
+
+    return ops.apply(recipe, fields, seed)
 
 
 def scale_crop_align_corners(fields: dict, scale, top, left) -> dict:
@@ -323,4 +314,4 @@ def scale_crop_align_corners(fields: dict, scale, top, left) -> dict:
         else:
             value = warp(value, transform, "bilinear")
         out[key] = value
-    return _labels_corrected(out, lambda task, value: task.zoomed(value, scale))
+    return labels_corrected(out, lambda task, value: task.zoomed(value, scale))

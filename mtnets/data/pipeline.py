@@ -35,11 +35,8 @@ from jax.experimental import multihost_utils
 
 import mtnets.data.builders  # noqa: F401  (registers the builders with TFDS)
 from mtnets import sharding
-from mtnets.data import augment, normalization
+from mtnets.data import normalization, ops
 from mtnets.tasks import task_specs
-
-# config.dataset.augmentation: the training transform (and the matching evaluation transform).
-AUGMENTATIONS = ("synthetic", "nyud", "pascal", "lorenmt", "none")
 
 
 class InputPipeline:
@@ -52,12 +49,9 @@ class InputPipeline:
         self.rows = sharding.process_rows(config.batch_size, mesh)  # this process's rows
         self.sharding = sharding.batch_sharding(mesh)
         self.builder = _prepared_builder(config.dataset)
-        self.augmentation = config.dataset.augmentation
-        if self.augmentation not in AUGMENTATIONS:
-            raise ValueError(
-                f"Unknown config.dataset.augmentation {self.augmentation!r}; "
-                f"choose one of {', '.join(AUGMENTATIONS)}."
-            )
+        # config.dataset.augmentation: the recipe of the training transform and the matching
+        # evaluation transform (`mtnets.data.ops`).
+        self.recipe = ops.get_recipe(config.dataset.augmentation)
         features = self.builder.info.features
         self._jpeg_image = getattr(features["image"], "encoding_format", None) == "jpeg"
         self._uint8_image = features["image"].np_dtype == np.uint8
@@ -69,14 +63,20 @@ class InputPipeline:
                 "config.dataset.image_size, e.g. (512, 512) for pascal_context_mt."
             )
         stored = tuple(features["image"].shape[:2])
-        if self.augmentation != "pascal" and self.input_size != stored:
+        if not self.recipe.resizes and self.input_size != stored:
+            resizing = [name for name, recipe in ops.RECIPES.items() if recipe.resizes]
             raise ValueError(
                 f"config.dataset.image_size {self.input_size} differs from the stored size "
-                f"{stored}; only augmentation 'pascal' resizes (FixedResize)."
+                f"{stored}; only augmentation {' or '.join(map(repr, resizing))} resizes "
+                "(FixedResize)."
             )
         self._epoch_size = None  # examples_per_epoch(), counted on first use
         canvas = config.dataset.eval_canvas
         self.eval_canvas = tuple(canvas) if canvas else None
+        context = ops.RecipeContext(self.input_size, config.dataset)
+        self._train_steps = ops.parse(self.recipe.train(context))
+        evaluation = self.recipe.eval if self.eval_canvas is None else self.recipe.canvas_eval
+        self._eval_steps = ops.parse(evaluation(context))
         missing = [t.field for t in self.specs.values() if t.field not in features]
         if missing:
             raise ValueError(
@@ -163,20 +163,7 @@ class InputPipeline:
         return examples, self.num_examples(split)
 
     def _train_example(self, example, seed):
-        fields = self._fields(self._decode(example))
-        if self.augmentation == "nyud":
-            fields = augment.nyud_train(fields, seed)
-        elif self.augmentation == "pascal":
-            fields = augment.pascal_train(fields, seed, self.input_size)
-        elif self.augmentation == "lorenmt":
-            fields = augment.lorenmt_train(fields, seed)
-        elif self.augmentation == "synthetic":
-            scale_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-            cfg = self.config.dataset
-            if cfg.scale_max > cfg.scale_min or cfg.scale_min != 1.0:
-                fields = augment.random_scale_crop(fields, scale_seed, cfg.scale_min, cfg.scale_max)
-            if cfg.flip:
-                fields = augment.random_flip(fields, flip_seed)
+        fields = ops.run(self._train_steps, self._fields(self._decode(example)), seed)
         return self._finish(self._fixed_size(fields), tf.constant(True))
 
     # ---------------------------------------------------------------------------------------
@@ -199,26 +186,18 @@ class InputPipeline:
         return examples.batch(self.local_batch_size).prefetch(2)
 
     def _eval_example(self, example):
-        """The reference's test transform. With `eval_canvas` (PASCAL), the image is resized to
-        the input size while the labels keep their original size, padded to the canvas (ignore
-        for semseg/human_parts, 0 otherwise), with `orig_size` `[2]` int32 = (h, w); the eval
-        step resizes its predictions back to that size (`mtnets.data.resize`)."""
+        """The reference's test transform (the recipe's `eval`). With `eval_canvas` (PASCAL),
+        the recipe's `canvas_eval` resizes the image to the input size while the labels keep
+        their original size, padded here to the canvas (with each task's `fill`), with
+        `orig_size` `[2]` int32 = (h, w); the eval step resizes its predictions back to that
+        size (`mtnets.data.resize`)."""
         fields = self._fields(self._decode(example))
-        if self.eval_canvas is None:
-            if self.augmentation == "nyud":
-                fields = augment.nyud_finish(fields)
-            elif self.augmentation == "pascal":
-                fields = augment.pascal_finish(fields, self.input_size)
-            return self._finish(self._fixed_size(fields), tf.constant(True))
-        labels = {}
-        for name, task in self.specs.items():
-            value = task.project(fields[name])
-            if task.unlabelled_when_empty and self.augmentation == "pascal":
-                value = augment.parts_ignore_if_empty(value)
-            labels[name] = value
         orig_size = tf.shape(fields["image"])[:2]
-        image = augment.fixed_resize({"image": fields["image"]}, self.input_size)["image"]
-        fields = {"image": augment.to_uint8_range(image), **labels}
+        fields = ops.run(self._eval_steps, fields)
+        if self.eval_canvas is None:
+            return self._finish(self._fixed_size(fields), tf.constant(True))
+        image = tf.ensure_shape(fields["image"], (*self.input_size, 3))
+        fields = {**fields, "image": image}
         out = self._finish(self._pad_to_canvas(fields, orig_size, example["id"]), True)
         out["orig_size"] = tf.cast(orig_size, tf.int32)
         return out
@@ -271,12 +250,7 @@ class InputPipeline:
         each task decodes its stored field (`Task.decode`)."""
         fields = {"image": example["image"]}
         for name, task in self.specs.items():
-            value = task.decode(example[task.field])
-            if task.unlabelled_when_empty and self.augmentation == "pascal":
-                # The reference's loader gives zeros for images without people; they become
-                # ignore after the transforms (AddIgnoreRegions).
-                value = tf.where(value == task.ignore_value, tf.zeros_like(value), value)
-            fields[name] = value
+            fields[name] = task.decode(example[task.field])
         return self._checked(fields, example.get("id", tf.constant("(no id)")))
 
     def _checked(self, fields: dict, example_id) -> dict:

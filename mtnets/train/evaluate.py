@@ -144,11 +144,13 @@ def denormalize(images: np.ndarray, normalization: str) -> np.ndarray:
 def prediction_picture(
     samples: Mapping,
     tasks,
-    normalization: str = "imagenet",
+    normalization: str,
     class_names: Mapping[str, Sequence[str]] | None = None,
 ) -> np.ndarray:
     """uint8 `[H', W', 3]`: the titled figure of `visualize.prediction_figure` (per example the
-    input, then ground truth, prediction and error map of every task), rendered."""
+    input, then ground truth, prediction and error map of every task), rendered. The inputs
+    are shown de-normalised with `normalization`, the config's `dataset.image_normalization`
+    (no default: ImageNet statistics would garble the pictures of an unnormalised config)."""
     images = denormalize(samples["image"], normalization)
     targets = {t: samples[t] for t in tasks}
     figure = visualize.prediction_figure(

@@ -140,3 +140,31 @@ def test_lorenmt_train_batches(lorenmt_pipeline):
             for s in (1.0, 1.2, 1.5)
         )
         assert ok, f"row {row}"
+
+
+def test_pictures_of_a_nyuv2_config_show_the_stored_images(lorenmt_pipeline, monkeypatch):
+    """A `configs/nyuv2` config feeds the stored images as they are: the evaluation picture's
+    input row is the stored image itself, not the image de-normalised with ImageNet
+    statistics."""
+    from configs.nyuv2.segnet_mtan import get_config as nyuv2_config
+    from mtnets.train import evaluate
+
+    pipeline, written = lorenmt_pipeline
+    config = nyuv2_config()
+    assert config.dataset.image_normalization == pipeline.config.dataset.image_normalization
+    batch = next(iter(pipeline.eval_dataset().as_numpy_iterator()))
+    shown = {}
+
+    def figure(images, targets, predictions, tasks, class_names=None):
+        shown["images"] = images
+        return None
+
+    monkeypatch.setattr(evaluate.visualize, "prediction_figure", figure)
+    monkeypatch.setattr(evaluate.visualize, "figure_to_array", lambda fig: None)
+    samples = {**batch, "predictions": {t: batch[t] for t in config.tasks}}
+    evaluate.prediction_picture(samples, config.tasks, config.dataset.image_normalization)
+    for row in range(int(batch["mask"].sum())):
+        ref = next(
+            r for r in written.values() if np.array_equal(r["depth"][..., 0], batch["depth"][row])
+        )
+        np.testing.assert_array_equal(shown["images"][row], ref["image"])

@@ -99,3 +99,19 @@ def test_an_unknown_dataset_is_a_clear_error(tfds_data_dir):
     config.dataset.name = "nyud_mtt"
     with pytest.raises(ValueError, match="nyud_mtt"):
         InputPipeline(config, sharding.create_mesh(-1))
+
+
+def test_denormalized_inputs_are_the_stored_images(pipeline):
+    """The ImageNet-normalised inputs of the tiny config, de-normalised as the pictures do,
+    are the stored uint8 images / 255 (to float32 rounding, far within 1/255)."""
+    from mtnets.train.evaluate import denormalize
+
+    assert pipeline.config.dataset.image_normalization == "imagenet"
+    batch = next(pipeline.eval_dataset().as_numpy_iterator())
+    split = pipeline.config.dataset.eval_split
+    stored = pipeline.builder.as_dataset(split=split, shuffle_files=False).take(len(batch["mask"]))
+    stored = np.stack([ex["image"] for ex in stored.as_numpy_iterator()])
+    shown = denormalize(batch["image"], "imagenet")
+    assert not np.allclose(batch["image"], stored / 255.0, atol=0.1)  # normalised indeed
+    np.testing.assert_allclose(shown, stored / 255.0, atol=1e-5)
+    np.testing.assert_array_equal(np.round(shown * 255.0), stored)

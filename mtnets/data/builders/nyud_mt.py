@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mtnets import progress
+from mtnets.data import ops
 from mtnets.data.builders import _manual
 
 NUM_CLASSES = 40
@@ -144,3 +145,16 @@ def _files(example_id: str) -> list[str]:
 def _check_shape(path: str, shape, expected) -> None:
     if tuple(shape) != tuple(expected):
         raise ValueError(f"{path} has shape {tuple(shape)}; expected {tuple(expected)}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# The MTL reference's NYUD transforms (`MTL:utils/common_config.py`), `config.dataset.augmentation
+# = "nyud"`: a flip, ScaleNRotate(rots=[0], scales=[1.0, 1.2, 1.5]) (a centre zoom), and
+# FixedResize to the stored 480x640 (a copy in cv2 but for the normals' re-normalisation);
+# evaluation: the FixedResize alone.
+SCALES = (1.0, 1.2, 1.5)
+EVAL_RECIPE = "project_labels|to_uint8_range"
+TRAIN_RECIPE = f"random_flip_lr|random_centre_zoom{SCALES}|{EVAL_RECIPE}"
+ops.register_recipe(
+    "nyud", ops.Recipe(train=lambda ctx: TRAIN_RECIPE, eval=lambda ctx: EVAL_RECIPE)
+)

@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mtnets import progress
+from mtnets.data import ops
 from mtnets.data.builders import _manual
 
 NUM_CLASSES = 13
@@ -121,3 +122,12 @@ class Nyuv2Mtan(_manual.ManualArchiveMixin, tfds.core.GeneratorBasedBuilder):
                     "normals": arrays["normal"].astype(np.float32),
                 },
             )
+
+
+# ---------------------------------------------------------------------------------------------
+# lorenmt's optional augmentation (`MTAN:im2im_pred/create_dataset.py`), `config.dataset.
+# augmentation = "lorenmt"`: RandomScaleCrop(scale=[1.0, 1.2, 1.5]), then a flip with p = 1/2;
+# evaluation reads the arrays as stored.
+SCALES = (1.0, 1.2, 1.5)
+TRAIN_RECIPE = f"random_crop_zoom_align_corners{SCALES}|random_flip_lr"
+ops.register_recipe("lorenmt", ops.Recipe(train=lambda ctx: TRAIN_RECIPE))

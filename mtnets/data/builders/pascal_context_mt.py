@@ -36,9 +36,11 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 import numpy as np
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from mtnets import progress
+from mtnets.data import augment, ops
 from mtnets.data.builders import _manual
 
 IGNORE_LABEL = 255
@@ -437,3 +439,64 @@ def _neighbour_codes(skel: np.ndarray) -> np.ndarray:
 def _check_shape(path: str, shape, expected) -> None:
     if tuple(shape) != tuple(expected):
         raise ValueError(f"{path} has shape {tuple(shape)}; expected {tuple(expected)}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# The MTL reference's PASCAL transforms (`MTL:utils/common_config.py`), `config.dataset.
+# augmentation = "pascal"`. Its loader gives all-zero human-parts maps for images without a
+# person (stored here as all ignore), and AddIgnoreRegions turns a map that is still empty
+# after the transforms into ignore; both apply to every task that is `unlabelled_when_empty`.
+MAX_ROTATION = 20.0  # ScaleNRotate(rots=(-20, 20), scales=(.75, 1.25)), continuous draws
+SCALE_RANGE = (0.75, 1.25)
+
+
+@ops.register_op("zero_unlabelled_maps")
+def zero_unlabelled_maps(fields: dict) -> dict:
+    """The loader's zeros: ignore -> 0 in the labels of `unlabelled_when_empty` tasks."""
+
+    def zeroed(task, value):
+        if not task.unlabelled_when_empty:
+            return value
+        return tf.where(value == task.ignore_value, tf.zeros_like(value), value)
+
+    return augment.labels_corrected(fields, zeroed)
+
+
+@ops.register_op("ignore_empty_maps")
+def ignore_empty_maps(fields: dict) -> dict:
+    """AddIgnoreRegions: a label of an `unlabelled_when_empty` task with no nonzero pixel
+    becomes all ignore."""
+
+    def ignored(task, value):
+        if not task.unlabelled_when_empty:
+            return value
+        return augment.parts_ignore_if_empty(value, task.ignore_value)
+
+    return augment.labels_corrected(fields, ignored)
+
+
+def finish_recipe(size) -> str:
+    """FixedResize to `size`, the image as `astype(uint8)` reads it, AddIgnoreRegions."""
+    return f"fixed_resize({size[0]}, {size[1]})|to_uint8_range|ignore_empty_maps"
+
+
+def train_recipe(size) -> str:
+    """A flip, rotation U(-20, 20) degrees and scale U(0.75, 1.25) about the centre (fill 0),
+    then `finish_recipe`. Expects the loader's zeros (`zero_unlabelled_maps`) first."""
+    low, high = SCALE_RANGE
+    rotate = f"random_rotate_scale({MAX_ROTATION}, {low}, {high})"
+    return f"random_flip_lr|{rotate}|{finish_recipe(size)}"
+
+
+ops.register_recipe(
+    "pascal",
+    ops.Recipe(
+        train=lambda ctx: f"zero_unlabelled_maps|{train_recipe(ctx.size)}",
+        eval=lambda ctx: f"zero_unlabelled_maps|{finish_recipe(ctx.size)}",
+        canvas_eval=lambda ctx: (
+            "zero_unlabelled_maps|"
+            + ops.canvas_eval_recipe(ctx.size, "project_labels|ignore_empty_maps")
+        ),
+        resizes=True,
+    ),
+)

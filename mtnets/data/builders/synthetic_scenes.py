@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mtnets import progress
+from mtnets.data import ops
 from mtnets.data.builders.scene_renderer import (
     CLASS_NAMES,
     IGNORE_LABEL,
@@ -147,3 +148,16 @@ class SyntheticScenes(tfds.core.GeneratorBasedBuilder):
             for key in _MASK_KEYS:
                 example[key] = arrays[key][..., None]
             yield example_id(split, index), example
+
+
+# ---------------------------------------------------------------------------------------------
+def train_recipe(ctx: ops.RecipeContext) -> str:
+    """`config.dataset.augmentation = "synthetic"`: a zoom-in by s ~ U[scale_min, scale_max]
+    at a random position, then a flip with probability 1/2 (none if `flip` is False: p = 0
+    keeps the draws of the other ops where they were)."""
+    d = ctx.dataset
+    p = 0.5 if d.flip else 0.0
+    return f"random_scale_crop({float(d.scale_min)!r}, {float(d.scale_max)!r})|random_flip_lr({p})"
+
+
+ops.register_recipe("synthetic", ops.Recipe(train=train_recipe))
