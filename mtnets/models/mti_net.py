@@ -30,16 +30,6 @@ scale sees only its backbone features), `distill_all_scales` (False: only the fi
 distilled; the heads then take the main task's own features at the other scales). Auxiliary
 tasks on or off is `aux_tasks` (equal to `tasks`: none beyond the main ones).
 
-Parameter layout: modules that every task has in the same shape are one module whose
-variables carry a leading task axis, applied to each task's slice in turn (`over_tasks`, a
-`flax.linen.scan`): the two refinement BasicBlocks of every scale (`scale_<s>/refinement`,
-axis = `aux_tasks`), the FPM's squeeze-and-excitation blocks (`fpm_scale_<s>/se`, axis =
-`aux_tasks`), the distillation's spatial-attention blocks (`distillation_scale_<s>/self_attention`,
-axis = `distillation_pairs`) and the hidden layer of the heads (`heads`, axis = `tasks`). XLA
-compiles each of them once instead of once per task. The 1x1 prediction convolutions, whose
-widths differ per task, stay per task (`scale_<s>/<t>_predict`, `head_<t>_predict`). Each task
-keeps its own BatchNorm statistics.
-
 Output: `{task: [B, H, W, C]}` for the main tasks and
 `"intermediate": {"scale_s": {aux_task: [B, H/2^(s+2), W/2^(s+2), C]}}`.
 H and W must be divisible by 32 (the reference upsamples by exactly 2).
@@ -47,8 +37,7 @@ H and W must be divisible by 32 (the reference upsamples by exactly 2).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -57,76 +46,17 @@ import jax.numpy as jnp
 
 from mtnets.models import common
 from mtnets.models.backbones.resnet import BasicBlock
-from mtnets.models.heads import HighResolutionFuse
-from mtnets.models.layers import SABlock, SEBlock, conv, resize
+from mtnets.models.heads import HighResolutionHead
+from mtnets.models.layers import SEBlock, conv, resize
+from mtnets.models.pad_net import MultiTaskDistillation
 from mtnets.models.registry import register_model
 
 FPM_SOFTMAX = ("reference", "per_task")
 
-# Variable paths that only the per-task layout (before 2026-12-03: one module per task) has.
-_PER_TASK_LAYOUT = re.compile(
-    r"(^|/)(scale_\d/\w+_refine_\d|fpm_scale_\d/se_\w+|distillation_scale_\d/\w+_from_\w+"
-    r"|head_\w+/fuse_conv)(/|$)"
-)
-
-
-def per_task_layout_note(paths: Iterable[str]) -> str | None:
-    """A sentence explaining the layout change if `paths` (`params/scale_1/...` variable paths,
-    e.g. those of a checkpoint that does not fit the model) are of MTI-Net's per-task layout,
-    else None."""
-    if not any(_PER_TASK_LAYOUT.search(p) for p in paths):
-        return None
-    return (
-        "It holds MTI-Net variables in the per-task layout of mtnets before 2026-12-03 "
-        "(one module per task, e.g. scale_<s>/<task>_refine_0); MTI-Net now stacks the "
-        "same-shaped per-task modules on a task axis (scale_<s>/refinement, fpm_scale_<s>/se, "
-        "distillation_scale_<s>/self_attention, heads; see docs/models.md). Such a checkpoint "
-        "cannot be resumed: retrain, or convert its variables with "
-        "mtnets.models.mti_net.stack_per_task_variables"
-    )
-
-
-def over_tasks(module: type[nn.Module], length: int, name: str, **attributes) -> nn.Module:
-    """`module` once per task, with variables stacked on a leading task axis of `length`.
-
-    The returned module is called as `(None, inputs)` with every input stacked on axis 0 and
-    returns `(None, outputs)` stacked the same way; slice `i` of the outputs is `module` applied
-    to slice `i` of the inputs with slice `i` of the variables (BatchNorm statistics included).
-    A scan rather than a vmap: on a CPU a vmapped convolution becomes a grouped convolution,
-    which XLA:CPU compiles and runs far more slowly than a loop over ordinary ones.
-    """
-    scanned = nn.scan(
-        module,
-        variable_axes={"params": 0, "batch_stats": 0},
-        split_rngs={"params": True},
-        in_axes=0,
-        out_axes=0,
-        length=length,
-    )
-    return scanned(name=name, **attributes)
-
-
-def _stack(arrays: Sequence[jax.Array]) -> jax.Array:
-    return jnp.stack(list(arrays))
-
-
-class TaskRefinement(nn.Module):
-    """One task's refinement: BasicBlock(C_in -> C, 1x1 projection shortcut where C_in != C),
-    BasicBlock(C) (`MTL:models/mti_net.py:17-53`). Scan body of `over_tasks`."""
-
-    channels: int
-    train: bool
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, carry, x):
-        y = BasicBlock(self.channels, dtype=self.dtype, name="block_0")(x, self.train)
-        return carry, BasicBlock(self.channels, dtype=self.dtype, name="block_1")(y, self.train)
-
 
 class InitialTaskPrediction(nn.Module):
-    """Per task the refinement of `concat(x, up2(propagated[t]))` (`x` alone without
-    propagation) and a 1x1 conv (bias) to the task's outputs (`MTL:models/mti_net.py:17-53`).
+    """Per task: BasicBlock(C_in -> C, 1x1 projection shortcut where C_in != C), BasicBlock(C),
+    1x1 conv (bias) to the task's outputs (`MTL:models/mti_net.py:17-53`).
 
     Returns `({t: [B, H, W, C]}, {t: [B, H, W, outputs_t]})` (features, predictions).
     """
@@ -138,24 +68,18 @@ class InitialTaskPrediction(nn.Module):
 
     @nn.compact
     def __call__(self, x, propagated: Mapping[str, jax.Array] | None, train: bool):
-        inputs = []
+        features, predictions = {}, {}
         for t in self.tasks:
             y = x
             if propagated is not None:
                 up = resize(propagated[t], (2 * propagated[t].shape[1], 2 * propagated[t].shape[2]))
                 y = jnp.concatenate([x, up.astype(x.dtype)], axis=-1)
-            inputs.append(y)
-        refine = over_tasks(
-            TaskRefinement, len(self.tasks), "refinement", channels=self.channels, train=train,
-            dtype=self.dtype,
-        )  # fmt: skip
-        _, stacked = refine(None, _stack(inputs))
-        features, predictions = {}, {}
-        for i, t in enumerate(self.tasks):
-            features[t] = stacked[i]
+            y = BasicBlock(self.channels, dtype=self.dtype, name=f"{t}_refine_0")(y, train)
+            y = BasicBlock(self.channels, dtype=self.dtype, name=f"{t}_refine_1")(y, train)
+            features[t] = y
             predictions[t] = conv(
                 self.outputs[t], 1, use_bias=True, dtype=self.dtype, name=f"{t}_predict"
-            )(stacked[i])
+            )(y)
         return features, predictions
 
 
@@ -202,76 +126,9 @@ class FeaturePropagation(nn.Module):
         y = conv(s, 1, use_bias=True, dtype=self.dtype, name="non_linear_2")(y)
         shared = fpm_attention(y, concat, n, self.softmax)
         shared = BasicBlock(c, dtype=self.dtype, name="reduction")(shared, train)
-        se = over_tasks(TaskSqueezeExcitation, n, "se", dtype=self.dtype)
-        _, excited = se(None, jnp.broadcast_to(shared, (n, *shared.shape)))
-        return {t: excited[i] + features[t] for i, t in enumerate(self.tasks)}
-
-
-class TaskSqueezeExcitation(nn.Module):
-    """One task's squeeze-and-excitation of the FPM output. Scan body of `over_tasks`."""
-
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, carry, x):
-        return carry, SEBlock(dtype=self.dtype, name="block")(x)
-
-
-def distillation_pairs(tasks: Sequence[str], aux_tasks: Sequence[str]) -> list[tuple[str, str]]:
-    """`(t, a)` for every main task t and every other auxiliary task a: the order of the
-    stacked spatial-attention blocks of `MultiTaskDistillation`."""
-    return [(t, a) for t in tasks for a in aux_tasks if a != t]
-
-
-class TaskAttention(nn.Module):
-    """One spatial-attention block of the distillation (`SABlock`). Scan body of `over_tasks`."""
-
-    features: int
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, carry, x):
-        return carry, SABlock(self.features, dtype=self.dtype, name="block")(x)
-
-
-class MultiTaskDistillation(nn.Module):
-    """`D_t = F_t + sum_{a in aux, a != t} SA_{t,a}(F_a)` for every main task t
-    (`MTL:models/padnet.py:52-73`), the blocks `SA_{t,a}` stacked in `distillation_pairs`
-    order. `features` maps every auxiliary task to `[B, H, W, C]` (one C for all); returns
-    `{main task: [B, H, W, C]}`."""
-
-    tasks: Sequence[str]
-    aux_tasks: Sequence[str]
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, features: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-        pairs = distillation_pairs(self.tasks, self.aux_tasks)
-        out = {t: features[t] for t in self.tasks}
-        if not pairs:
-            return out
-        channels = features[self.tasks[0]].shape[-1]
-        attention = over_tasks(
-            TaskAttention, len(pairs), "self_attention", features=channels, dtype=self.dtype
-        )
-        _, attended = attention(None, _stack(features[a] for _, a in pairs))
-        for i, (t, _) in enumerate(pairs):  # summed in the reference's order, source by source
-            out[t] = out[t] + attended[i]
-        return out
-
-
-class TaskHead(nn.Module):
-    """The hidden layer of one task's `HighResolutionHead` (all scales at the finest, 1x1 conv
-    with bias, BN, ReLU). Scan body of `over_tasks`."""
-
-    hidden: int
-    train: bool
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, carry, features):
-        fuse = HighResolutionFuse(self.hidden, dtype=self.dtype, name="fuse")
-        return carry, fuse(features, self.train)
+        return {
+            t: SEBlock(dtype=self.dtype, name=f"se_{t}")(shared) + features[t] for t in self.tasks
+        }
 
 
 class MTINet(nn.Module):
@@ -319,19 +176,12 @@ class MTINet(nn.Module):
             else:
                 distilled[s] = {t: features[s][t] for t in self.tasks}
         size = images.shape[1:3]
-        heads = over_tasks(
-            TaskHead, len(self.tasks), "heads", hidden=self.head_width, train=train,
-            dtype=self.dtype,
-        )  # fmt: skip
-        _, hidden = heads(
-            None, {f"scale_{s}": _stack(distilled[s][t] for t in self.tasks) for s in scales}
-        )
         out: dict[str, Any] = {}
-        for i, t in enumerate(self.tasks):
-            predict = conv(
-                self.outputs[t], 1, use_bias=True, dtype=self.dtype, name=f"head_{t}_predict"
+        for t in self.tasks:
+            head = HighResolutionHead(
+                self.outputs[t], self.head_width, dtype=self.dtype, name=f"head_{t}"
             )
-            out[t] = resize(predict(hidden[i]), size)
+            out[t] = resize(head({f"scale_{s}": distilled[s][t] for s in scales}, train), size)
         out["intermediate"] = {k: intermediate[k] for k in sorted(intermediate)}
         return out
 
@@ -368,47 +218,3 @@ def build(config, dtype) -> nn.Module:
         head_width=config.model.head_width,
         dtype=dtype,
     )
-
-
-def _stacked_path(
-    path: tuple[str, ...], tasks: Sequence[str], aux_tasks: Sequence[str]
-) -> tuple[tuple[str, ...], int | None]:
-    """Where the per-task layout's variable `path` (modules and leaf, no collection) lives in
-    the stacked layout: `(new path, index on the task axis)`, index None if not stacked."""
-    head, rest = path[0], path[1:]
-    if m := re.fullmatch(r"(.+)_refine_(\d)", rest[0]) if re.fullmatch(r"scale_\d", head) else None:
-        return (head, "refinement", f"block_{m[2]}", *rest[1:]), aux_tasks.index(m[1])
-    if m := re.fullmatch(r"se_(.+)", rest[0]) if re.fullmatch(r"fpm_scale_\d", head) else None:
-        return (head, "se", "block", *rest[1:]), aux_tasks.index(m[1])
-    if m := re.fullmatch(r"(.+)_from_(.+)", rest[0]) if head.startswith("distillation") else None:
-        pair = distillation_pairs(tasks, aux_tasks).index((m[1], m[2]))
-        return (head, "self_attention", "block", *rest[1:]), pair
-    if m := re.fullmatch(r"head_(.+)", head):
-        if rest[0] == "predict":
-            return (f"{head}_predict", *rest[1:]), None
-        return ("heads", "fuse", *rest), tasks.index(m[1])
-    return path, None
-
-
-def stack_per_task_variables(
-    variables: Mapping[str, Any], tasks: Sequence[str], aux_tasks: Sequence[str]
-) -> dict[str, Any]:
-    """MTI-Net variables (`{"params", "batch_stats"}`) of the per-task layout that mtnets wrote
-    before 2026-12-03 in the stacked layout of `MTINet` (see the module docstring). `tasks` and
-    `aux_tasks` as the model's (`aux_tasks` = `tasks` when there are no auxiliary tasks)."""
-    from flax.traverse_util import flatten_dict, unflatten_dict
-
-    tasks, aux_tasks = tuple(tasks), tuple(aux_tasks)
-    out = {}
-    for collection, tree in variables.items():
-        flat, slices = {}, {}
-        for path, value in flatten_dict(dict(tree)).items():
-            new, index = _stacked_path(path, tasks, aux_tasks)
-            if index is None:
-                flat[new] = value
-            else:
-                slices.setdefault(new, {})[index] = value
-        for new, parts in slices.items():
-            flat[new] = jnp.stack([parts[i] for i in range(len(parts))])
-        out[collection] = unflatten_dict(flat)
-    return out

@@ -12,8 +12,7 @@ key, an unused key or a shape mismatch is an error that lists all of them.
 Reference layout per model (`MTL:utils/common_config.py:18-136`):
 - single-task: `backbone.*`, `decoder.*`; multi-task baseline: `backbone.*`, `decoders.<t>.*`;
 - MTI-Net: `backbone.*`, `scale_<s>.{refinement,decoders}.<t>`, `fpm_scale_<s>.*`,
-  `distillation_scale_<s>.self_attention.<t>.<a>.*`, `heads.<t>.*`; the per-task modules that
-  our MTI-Net stacks on a task axis take one reference key per slice (`torch_keys`);
+  `distillation_scale_<s>.self_attention.<t>.<a>.*`, `heads.<t>.*`;
 - PAD-Net: `backbone.0.*` (HRNet), `backbone.1.last_layer.*` (fuse),
   `initial_task_prediction_heads.{layers,conv_out}.<t>`, `multi_modal_distillation.*`,
   `heads.<t>.{0,1,2}`.
@@ -30,8 +29,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from mtnets.models import aux_tasks
-from mtnets.models.mti_net import distillation_pairs
 from mtnets.porting.common import (
     LEAF_NAMES,
     StateDict,
@@ -132,16 +129,13 @@ def _baseline(parts: Sequence[str], config) -> str:
     return f"{decoder}.{_head(parts[1:], config)}"
 
 
-def _mti_net(parts: Sequence[str], config) -> str | list[str]:
-    """A list for the variables stacked over tasks (`mtnets.models.mti_net`): the reference's
-    keys of the slices, in the order of the stacking axis."""
+def _mti_net(parts: Sequence[str], config) -> str:
     head, rest = parts[0], parts[1:]
     if head == "backbone":
         return "backbone." + _backbone(rest, config)
-    tasks, aux = tuple(config.tasks), aux_tasks(config)
     if _match(r"scale_\d", head):
-        if m := _match(r"block_(\d)", rest[1]) if rest[0] == "refinement" else None:
-            return [f"{head}.refinement.{t}.{m[1]}.{_block(rest[2:])}" for t in aux]
+        if m := _match(r"(.+)_refine_(\d)", rest[0]):
+            return f"{head}.refinement.{m[1]}.{m[2]}.{_block(rest[1:])}"
         if m := _match(r"(.+)_predict", rest[0]):
             return f"{head}.decoders.{m[1]}"
     if _match(r"fpm_scale_\d", head):
@@ -150,16 +144,12 @@ def _mti_net(parts: Sequence[str], config) -> str | list[str]:
             return f"{head}.non_linear.{m[1]}" + (f".{_block(tail)}" if tail else "")
         if rest[0] == "reduction":
             return f"{head}.dimensionality_reduction.{_block(rest[1:])}"
-        if rest[:2] == ("se", "block"):
-            layer = {"fc1": "0", "fc2": "2"}[rest[2]]
-            return [f"{head}.se.{t}.squeeze.{layer}" for t in aux]
-    if _match(r"distillation_scale_\d", head) and rest[:2] == ("self_attention", "block"):
-        layer = {"attention": "attention.0", "conv": "conv"}[rest[2]]
-        return [f"{head}.self_attention.{t}.{a}.{layer}" for t, a in distillation_pairs(tasks, aux)]
-    if head == "heads" and rest[0] == "fuse":
-        return [f"heads.{t}.{_hrnet_head(rest[1:])}" for t in tasks]
-    if m := _match(r"head_(.+)_predict", head):
-        return f"heads.{m[1]}.{_hrnet_head(('predict',))}"
+        if m := _match(r"se_(.+)", rest[0]):
+            return f"{head}.se.{m[1]}.squeeze.{ {'fc1': '0', 'fc2': '2'}[rest[1]] }"
+    if _match(r"distillation_scale_\d", head):
+        return f"{head}.{_distillation(rest)}"
+    if m := _match(r"head_(.+)", head):
+        return f"heads.{m[1]}.{_hrnet_head(rest)}"
     raise KeyError(f"no reference name for MTI-Net module {'/'.join(parts)}")
 
 
@@ -213,15 +203,11 @@ def _conversion(config) -> MTLConversion:
     return conversion
 
 
-def torch_keys(config, path: tuple[str, ...]) -> str | list[str]:
-    """The reference's state-dict key of our variable at `path` = (collection, *modules, leaf),
-    or for a variable stacked over tasks the list of the keys of its slices (axis 0)."""
+def torch_key(config, path: tuple[str, ...]) -> str:
+    """The reference's state-dict key of our variable at `path` = (collection, *modules, leaf)."""
     collection, *modules, leaf = path
     prefix = _conversion(config).keys(tuple(modules), config)
-    name = LEAF_NAMES[collection, leaf]
-    if isinstance(prefix, list):
-        return [f"{p}.{name}" for p in prefix]
-    return f"{prefix}.{name}"
+    return f"{prefix}.{LEAF_NAMES[collection, leaf]}"
 
 
 def _layout(leaf: str, array: np.ndarray) -> np.ndarray:
@@ -254,14 +240,11 @@ def variables_from_mtl(config, state_dict: Mapping[str, Any]) -> dict:
     expected = model_shapes(config)
     flat, missing = {}, []
     for path in flatten_dict(expected):
-        keys = torch_keys(config, path)
-        absent = [k for k in ([keys] if isinstance(keys, str) else keys) if not sd.has(k)]
-        if absent:
-            missing.extend(f"{key} (for {'/'.join(path)})" for key in absent)
-        elif isinstance(keys, str):
-            flat[path] = _layout(path[-1], sd.take(keys))
-        else:  # one slice per task, stacked on axis 0
-            flat[path] = np.stack([_layout(path[-1], sd.take(k)) for k in keys])
+        key = torch_key(config, path)
+        if not sd.has(key):
+            missing.append(f"{key} (for {'/'.join(path)})")
+            continue
+        flat[path] = _layout(path[-1], sd.take(key))
     if missing:
         raise ValueError(
             f"{len(missing)} key(s) missing from the state dict: " + ", ".join(missing)

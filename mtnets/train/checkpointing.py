@@ -147,13 +147,10 @@ def _check_metadata(path: str, metadata, target) -> None:
         keys = [entry[0] for entry in entries]
         if keys:
             details.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
-    from mtnets.models.mti_net import per_task_layout_note  # models import JAX models: lazily
-
-    note = per_task_layout_note(key for key, _ in diff.unexpected)
     raise CheckpointMismatchError(
         f"Checkpoint {path} holds the state of another model than this config's: "
         + "; ".join(details)
-        + (f". {note}." if note else ". Use the config it was trained with, or another --workdir.")
+        + ". Use the config it was trained with, or another --workdir."
     )
 
 

@@ -13,7 +13,7 @@ import pytest
 from flax.traverse_util import flatten_dict
 
 from mtnets.porting import variables_from_reference
-from mtnets.porting.mtl import model_shapes, torch_keys, variables_from_mtl
+from mtnets.porting.mtl import model_shapes, torch_key, variables_from_mtl
 from tests.experiment_configs import model_config
 
 
@@ -38,17 +38,11 @@ def torch_layout(path, shape):
 
 
 def reference_layout(cfg):
-    """`{reference key: PyTorch shape}` that our converter expects for `cfg`; a variable stacked
-    over tasks takes one key per slice."""
-    layout = {}
-    for path, leaf in flatten_dict(model_shapes(cfg)).items():
-        keys = torch_keys(cfg, path)
-        if isinstance(keys, str):
-            layout[keys] = torch_layout(path, leaf.shape)
-        else:
-            assert leaf.shape[0] == len(keys), path
-            layout.update(dict.fromkeys(keys, torch_layout(path, leaf.shape[1:])))
-    return layout
+    """`{reference key: PyTorch shape}` that our converter expects for `cfg`."""
+    return {
+        torch_key(cfg, path): torch_layout(path, leaf.shape)
+        for path, leaf in flatten_dict(model_shapes(cfg)).items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -104,31 +98,22 @@ def test_round_trip_transposes_and_batch_norm(layouts):
     sd = fake_state_dict(layouts["mti"])
     variables = variables_from_reference(MTI, {"module." + k: v for k, v in sd.items()})
     params, stats = variables["params"], variables["batch_stats"]
-    # Conv OIHW -> HWIO; per-task modules stacked on a task axis (depth: MTI's second task).
+    # Conv OIHW -> HWIO.
     w = sd["scale_2.refinement.depth.0.downsample.0.weight"]
-    refine = params["scale_2"]["refinement"]["block_0"]["downsample_conv"]["kernel"]
-    np.testing.assert_array_equal(refine[1], w.transpose(2, 3, 1, 0))
-    w = sd["distillation_scale_1.self_attention.depth.semseg.attention.0.weight"]
-    attention = params["distillation_scale_1"]["self_attention"]["block"]["attention"]["kernel"]
-    np.testing.assert_array_equal(attention[1], w.transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        params["scale_2"]["depth_refine_0"]["downsample_conv"]["kernel"], w.transpose(2, 3, 1, 0)
+    )
     # Linear [out, in] -> [in, out].
-    se = jax.tree.map(lambda a: a[0], params["fpm_scale_3"]["se"]["block"]["fc1"])
+    se = params["fpm_scale_3"]["se_semseg"]["fc1"]
     np.testing.assert_array_equal(se["kernel"], sd["fpm_scale_3.se.semseg.squeeze.0.weight"].T)
     np.testing.assert_array_equal(se["bias"], sd["fpm_scale_3.se.semseg.squeeze.0.bias"])
-    head_bn = stats["heads"]["fuse"]["fuse_bn"]["var"]
-    np.testing.assert_array_equal(head_bn[1], sd["heads.depth.last_layer.1.running_var"])
     # BatchNorm: weight -> scale, running statistics -> batch_stats.
     bn = "backbone.stage3.2.branches.2.1.bn2"
     ours_bn = ("backbone", "stage3_2", "branch2_1", "bn2")
     np.testing.assert_array_equal(_get(params, ours_bn)["scale"], sd[f"{bn}.weight"])
     np.testing.assert_array_equal(_get(stats, ours_bn)["mean"], sd[f"{bn}.running_mean"])
     np.testing.assert_array_equal(_get(stats, ours_bn)["var"], sd[f"{bn}.running_var"])
-    # Every reference key went into one variable or one slice of a stacked one.
-    slices = sum(
-        1 if isinstance(torch_keys(MTI, path), str) else leaf.shape[0]
-        for path, leaf in flatten_dict(variables).items()
-    )
-    assert slices == len(layouts["mti"])
+    assert len(jax.tree.leaves(variables)) == len(layouts["mti"])
 
 
 def _get(tree, path):

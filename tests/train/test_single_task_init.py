@@ -196,7 +196,7 @@ def mtl_state_dict(config, task, variables):
         value = np.asarray(value)
         if path[-1] == "kernel":  # Flax [kh, kw, I, O] -> PyTorch [O, I, kh, kw]
             value = value.transpose(3, 2, 0, 1)
-        out[f"module.{mtl.torch_keys(single, path)}"] = value  # one task: one key
+        out[f"module.{mtl.torch_key(single, path)}"] = value
     out["module.backbone.bn1.num_batches_tracked"] = np.array(12)  # a buffer torch keeps
     return out
 
