@@ -8,17 +8,17 @@ half of the network's operations and dominate compile time on a CPU).
 `model.mti_net.distill_all_scales=True` is the full model.
 
 The budget is sized so that the whole run (training, then one evaluation on the 300
-validation images with every task's metrics and the edge ODS/OIS/AP) fits in about 3 minutes
-on 2 idle CPU cores once compiled, and ends with a model that has visibly learned:
+validation images with every task's metrics and the edge ODS/OIS/AP) fits in 4 minutes on 2
+idle CPU cores once compiled, and ends with a model that has visibly learned:
 - `synthetic_scenes/small`, the default scenes rendered at 64x96 (both sides divide by 32, as
   HRNet needs): a step costs a third to a quarter of one at the stored 128x160, so the same
-  minutes buy 4 epochs instead of 0.8 (200 steps at 128x160 ended at semseg mIoU 0.32 with
+  minutes buy 3.2 epochs instead of 0.8 (200 steps at 128x160 ended at semseg mIoU 0.32 with
   depth maps that looked like noise);
-- 1000 steps of batch 8 (4 epochs), Adam 2e-3 with poly decay to 0 at the last step (MTL's
+- 800 steps of batch 8 (3.2 epochs), Adam 2e-3 with poly decay to 0 at the last step (MTL's
   schedule, no warm-up: training from scratch with batch norm is stable at this rate);
 - evaluation and checkpoint at the last step only: an intermediate evaluation would cost the
   run time without changing its result.
-CHANGELOG.md (2026-12-03) has the evidence and the time estimate. Variants:
+CHANGELOG.md (2026-12-03) has the measured times and results. Variants:
 `--config=configs/default.py:model.backbone=hrnet_w18_small_v2` (the reference's backbone),
 `model.name=multi_task_baseline`, `dataset.config=default` (128x160), or flags such as
 `--config.num_train_steps=100`.
@@ -116,14 +116,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Durations in steps or in epochs (exactly one of each pair; the other None). Epochs become
     # steps at run time from the examples the training stream reads per epoch
     # (`mtnets.config_utils.resolve_durations`), so a config cannot disagree with its dataset.
-    # The budget of the default run (module docstring): 1000 steps = 4 epochs at 64x96, with
+    # The budget of the default run (module docstring): 800 steps = 3.2 epochs at 64x96, with
     # one evaluation and one checkpoint, at the end.
-    config.num_train_steps = _steps(1000)
+    config.num_train_steps = _steps(800)
     config.num_train_epochs = ml_collections.config_dict.placeholder(float)
     config.log_every_steps = 50
-    config.eval_every_steps = _steps(1000)
+    config.eval_every_steps = _steps(800)
     config.eval_every_epochs = ml_collections.config_dict.placeholder(float)
-    config.checkpoint_every_steps = _steps(1000)
+    config.checkpoint_every_steps = _steps(800)
     config.checkpoint_every_epochs = ml_collections.config_dict.placeholder(float)
     config.keep_checkpoints = 3
     config.num_eval_images = 4  # examples drawn in the predictions PNG and TensorBoard
