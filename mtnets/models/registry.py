@@ -28,6 +28,8 @@ import pkgutil
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from mtnets.declarations import assigned_literals, literal
+
 _PACKAGE = "mtnets.models"
 _DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 _BUILDERS: dict[str, Callable] = {}
@@ -112,8 +114,8 @@ def _declared_in(path: str, module: str) -> list[ModelInfo]:
             if not (isinstance(call, ast.Call) and _called(call) == "register_model"):
                 continue
             try:
-                name = _literal(call.args[0], constants)
-                kw = {k.arg: _literal(k.value, constants) for k in call.keywords}
+                name = literal(call.args[0], constants)
+                kw = {k.arg: literal(k.value, constants) for k in call.keywords}
             except ValueError as error:
                 raise ValueError(
                     f"{path}:{call.lineno}: the arguments of @register_model(...) must be "
@@ -141,7 +143,7 @@ def _called(call: ast.Call) -> str | None:
 def _module_constants(path: str) -> dict[str, Any]:
     """The top-level `NAME = <literal>` assignments of a module, and the names it imports
     from a sibling module (`from mtnets.models.x import NAME`) that are such constants there."""
-    constants: dict[str, Any] = {}
+    imported: dict[str, Any] = {}
     for node in _parse(path).body:
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(f"{_PACKAGE}."):
             sibling = os.path.join(_DIRECTORY, f"{node.module.split('.')[-1]}.py")
@@ -149,24 +151,8 @@ def _module_constants(path: str) -> dict[str, Any]:
                 theirs = _module_constants(sibling)
                 for alias in node.names:
                     if alias.name in theirs:
-                        constants[alias.asname or alias.name] = theirs[alias.name]
-        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
-            if isinstance(target, ast.Name):
-                try:
-                    constants[target.id] = _literal(node.value, constants)
-                except ValueError:
-                    pass  # not a literal: not usable in a declaration
-    return constants
-
-
-def _literal(node: ast.expr, constants: Mapping[str, Any]) -> Any:
-    """A literal, a module constant, or `dict(key=literal, ...)`."""
-    if isinstance(node, ast.Name) and node.id in constants:
-        return constants[node.id]
-    if isinstance(node, ast.Call) and _called(node) == "dict" and not node.args:
-        return {k.arg: _literal(k.value, constants) for k in node.keywords}
-    return ast.literal_eval(node)
+                        imported[alias.asname or alias.name] = theirs[alias.name]
+    return assigned_literals(_parse(path), imported)
 
 
 # ---------------------------------------------------------------------------------------------

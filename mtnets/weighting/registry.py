@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 
 import ml_collections
 
+from mtnets.declarations import assigned_literals, literal
+
 _PACKAGE = "mtnets.weighting"
 _DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 _BUILDERS: dict[str, Callable] = {}
@@ -77,14 +79,14 @@ def declared_defaults() -> dict[str, dict[str, Any]]:
         path = os.path.join(_DIRECTORY, f"{info.name}.py")
         with open(path, encoding="utf-8") as f:
             tree = ast.parse(f.read(), path)
-        constants = _module_constants(tree)
+        constants = assigned_literals(tree)
         for node in tree.body:
             for call in getattr(node, "decorator_list", []):
                 if not _is_register(call):
                     continue
                 try:
-                    name = _literal(call.args[0], constants)
-                    out[name] = {k.arg: _literal(k.value, constants) for k in call.keywords}
+                    name = literal(call.args[0], constants)
+                    out[name] = {k.arg: literal(k.value, constants) for k in call.keywords}
                 except ValueError as error:
                     raise ValueError(
                         f"{path}:{call.lineno}: the arguments of @register(...) must be "
@@ -92,26 +94,6 @@ def declared_defaults() -> dict[str, dict[str, Any]]:
                         "without importing the module)."
                     ) from error
     return out
-
-
-def _module_constants(tree: ast.Module) -> dict[str, Any]:
-    """The top-level `NAME = <literal>` assignments of a module."""
-    constants = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
-            if isinstance(target, ast.Name):
-                try:
-                    constants[target.id] = ast.literal_eval(node.value)
-                except ValueError:
-                    pass  # not a literal: not usable as a default
-    return constants
-
-
-def _literal(node: ast.expr, constants: dict[str, Any]) -> Any:
-    if isinstance(node, ast.Name) and node.id in constants:
-        return constants[node.id]
-    return ast.literal_eval(node)
 
 
 STRATEGIES = tuple(declared_defaults())
