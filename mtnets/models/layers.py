@@ -6,6 +6,7 @@ convolutions asymmetrically, which would shift every feature map relative to the
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -46,9 +47,75 @@ def conv(
 
 def batch_norm(train: bool, *, momentum: float = 0.9, dtype: Dtype = jnp.float32, name=None):
     """BatchNorm with PyTorch's eps; Flax `momentum` is 1 - PyTorch's (0.1 -> 0.9)."""
-    return nn.BatchNorm(
-        use_running_average=not train, momentum=momentum, epsilon=1e-5, dtype=dtype, name=name
-    )
+    return BatchNorm(use_running_average=not train, momentum=momentum, dtype=dtype, name=name)
+
+
+class BatchNorm(nn.Module):
+    """`flax.linen.BatchNorm` over the last axis, with the same variables and results, whose
+    training-mode gradient is written out (`_normalize_batch`): two reductions and one
+    elementwise pass backwards, where automatic differentiation of Flax's makes three of each.
+    """
+
+    use_running_average: bool
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        features = (x.shape[-1],)
+        ra_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
+        ra_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
+        scale = self.param("scale", nn.initializers.ones, features, jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, features, jnp.float32)
+        if self.use_running_average:
+            inv = jax.lax.rsqrt(ra_var.value + self.epsilon) * scale
+            y = (x.astype(jnp.float32) - ra_mean.value) * inv + bias
+            return y.astype(self.dtype)
+        y, mean, var = _normalize_batch(x, scale, bias, self.epsilon)
+        if not self.is_initializing():
+            m = self.momentum
+            ra_mean.value = m * ra_mean.value + (1 - m) * jax.lax.stop_gradient(mean)
+            ra_var.value = m * ra_var.value + (1 - m) * jax.lax.stop_gradient(var)
+        return y.astype(self.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _normalize_batch(x, scale, bias, epsilon):
+    """`(y, mean, var)`: x normalised by its batch statistics over all but the last axis, then
+    scaled and shifted; float32. The variance is E[x^2] - E[x]^2, floored at 0, as Flax's."""
+    return _normalize_batch_fwd(x, scale, bias, epsilon)[0]
+
+
+def _normalize_batch_fwd(x, scale, bias, epsilon):
+    xf = x.astype(jnp.float32)
+    axes = tuple(range(x.ndim - 1))
+    mean = jnp.mean(xf, axes)
+    var = jnp.maximum(jnp.mean(jnp.square(xf), axes) - jnp.square(mean), 0.0)
+    inv = jax.lax.rsqrt(var + epsilon)
+    y = (xf - mean) * (inv * scale) + bias
+    return (y, mean, var), (x, mean, inv, scale)
+
+
+def _normalize_batch_bwd(epsilon, residuals, cotangents):
+    del epsilon
+    x, mean, inv, scale = residuals
+    dy, dmean, dvar = cotangents
+    axes = tuple(range(x.ndim - 1))
+    n = x.size // x.shape[-1]
+    centred = x.astype(jnp.float32) - mean
+    xhat = centred * inv
+    dy = dy.astype(jnp.float32)
+    dbias = jnp.sum(dy, axes)
+    dscale = jnp.sum(dy * xhat, axes)
+    # d/dx of the normalisation with the batch statistics held by the same x.
+    dx = (scale * inv / n) * (n * dy - dbias - xhat * dscale)
+    # The statistics as outputs (their cotangents are zero unless a caller differentiates them).
+    dx = dx + dmean / n + centred * (2 * dvar / n)
+    return dx.astype(x.dtype), dscale, dbias
+
+
+_normalize_batch.defvjp(_normalize_batch_fwd, _normalize_batch_bwd)
 
 
 def resize(x: jax.Array, size: tuple[int, int]) -> jax.Array:
