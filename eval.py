@@ -7,6 +7,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+if __name__ == "__main__":  # before the heavy imports: this may restart the process once
+    from mtnets import host_memory
+
+    host_memory.restart_with_huge_pages()
+
 import json  # noqa: E402
 
 import tensorflow as tf  # noqa: E402

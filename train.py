@@ -11,6 +11,11 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+if __name__ == "__main__":  # before the heavy imports: this may restart the process once
+    from mtnets import host_memory
+
+    host_memory.restart_with_huge_pages()
+
 import jax  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402

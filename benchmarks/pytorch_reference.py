@@ -280,6 +280,20 @@ class _OurProcess:
         return seconds, time.process_time() - cpu
 
 
+def without_huge_pages(environ: dict) -> dict:
+    """`environ` without the glibc tunable that mtnets' entry points add
+    (`mtnets.host_memory`): the reference process as it would run on its own."""
+    tunables = [
+        item
+        for item in environ.get("GLIBC_TUNABLES", "").split(":")
+        if item and item.split("=")[0] != "glibc.malloc.hugetlb"
+    ]
+    env = {k: v for k, v in environ.items() if k != "GLIBC_TUNABLES"}
+    if tunables:
+        env["GLIBC_TUNABLES"] = ":".join(tunables)
+    return env
+
+
 class _ReferenceProcess:
     """`serve_reference` in the torch Python, driven over pipes."""
 
@@ -288,8 +302,12 @@ class _ReferenceProcess:
         command += ["--reference", args.reference, "--batch", str(args.batch)]
         command += ["--size", "x".join(map(str, args.size)), "--threads", str(args.threads)]
         command += ["--warmup", str(args.warmup)]
+        env = dict(os.environ)
+        if args.reference_malloc == "default":
+            env = without_huge_pages(env)
+        self.glibc_tunables = env.get("GLIBC_TUNABLES", "")
         self.proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, env=env
         )
 
     def _reply(self) -> dict:
@@ -355,6 +373,10 @@ def compare(args) -> dict:
         "mtnets_compile_s": compiled.compile_s,
         "jax": jax.__version__,
         "reference": info,
+        "glibc_tunables": {
+            "mtnets": os.environ.get("GLIBC_TUNABLES", ""),
+            "reference": reference.glibc_tunables,
+        },
         "rounds": rounds,
         **summarize(rounds),
         **summarize(rounds, "_per_cpu_s"),
@@ -376,6 +398,13 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=6, help="compare mode: rounds")
     parser.add_argument("--steps", type=int, default=8, help="steps per timed window")
     parser.add_argument("--json", default=None, help="also write the result to this file")
+    parser.add_argument(
+        "--reference-malloc",
+        choices=("same", "default"),
+        default="same",
+        help="compare: the reference process runs under the same glibc malloc settings as ours "
+        "(transparent huge pages, mtnets.host_memory), or under glibc's defaults",
+    )
     args = parser.parse_args(argv)
     if args.mode == "compare" and not args.torch_python:
         parser.error("compare needs --torch-python (the Python of the torch venv)")
@@ -384,6 +413,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.mode == "compare":
+        # Ours runs in this process, set up as train.py sets itself up; the reference process
+        # inherits the same environment, so both sides run under the same malloc settings.
+        sys.path.insert(0, ROOT)
+        from mtnets import host_memory
+
+        host_memory.restart_with_huge_pages()
     if args.mode == "serve":
         return serve_reference(args)
     result = run_reference(args) if args.mode == "reference" else compare(args)

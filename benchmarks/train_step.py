@@ -23,6 +23,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+if __name__ == "__main__":  # as train.py does, before JAX is imported
+    from mtnets import host_memory
+
+    host_memory.restart_with_huge_pages()
+
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -150,6 +155,8 @@ def measure(
         "tflop_per_step": step.flops / 1e12,
         "achieved_tflop_per_s": step.flops / 1e12 * images_per_s / batch,
         "loss": float(step.scalars["loss"]),
+        # Host malloc settings (mtnets.host_memory): they change the CPU step's speed.
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
     }
 
 
