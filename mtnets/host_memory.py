@@ -6,7 +6,7 @@ block that large with a fresh `mmap` and unmaps it when the step ends, so the ne
 new memory again: one page fault per 4 KiB page, about 67,000 per step, which was a quarter of
 the CPU step. glibc's tunable `glibc.malloc.hugetlb=1` makes malloc ask the kernel for
 transparent huge pages on such maps (`madvise(MADV_HUGEPAGE)`), so a step faults on 2 MiB
-pages instead: about 550 faults per step, and the step is 1.2 to 1.4x faster
+pages instead: about 550 faults per step, and the step is 1.1 to 1.4x faster
 (benchmarks/README.md).
 
 glibc reads its tunables once, when the process starts, so the entry points call
