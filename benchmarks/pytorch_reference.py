@@ -280,20 +280,6 @@ class _OurProcess:
         return seconds, time.process_time() - cpu
 
 
-def without_huge_pages(environ: dict) -> dict:
-    """`environ` without the glibc tunable that mtnets' entry points add
-    (`mtnets.host_memory`): the reference process as it would run on its own."""
-    tunables = [
-        item
-        for item in environ.get("GLIBC_TUNABLES", "").split(":")
-        if item and item.split("=")[0] != "glibc.malloc.hugetlb"
-    ]
-    env = {k: v for k, v in environ.items() if k != "GLIBC_TUNABLES"}
-    if tunables:
-        env["GLIBC_TUNABLES"] = ":".join(tunables)
-    return env
-
-
 class _ReferenceProcess:
     """`serve_reference` in the torch Python, driven over pipes."""
 
@@ -304,7 +290,9 @@ class _ReferenceProcess:
         command += ["--warmup", str(args.warmup)]
         env = dict(os.environ)
         if args.reference_malloc == "default":
-            env = without_huge_pages(env)
+            from mtnets import host_memory  # compare mode: ROOT is on the path (main)
+
+            env = host_memory.without_huge_pages(env)
         self.glibc_tunables = env.get("GLIBC_TUNABLES", "")
         self.proc = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, env=env

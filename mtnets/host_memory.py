@@ -52,6 +52,15 @@ def _thp_mode() -> str | None:
     return selected[0] if selected else None
 
 
+def _tunables(environ: Mapping[str, str]) -> list[str]:
+    """The `name=value` items of `GLIBC_TUNABLES`."""
+    return [item for item in environ.get("GLIBC_TUNABLES", "").split(":") if item]
+
+
+def _sets_huge_pages(item: str) -> bool:
+    return item.split("=")[0] == TUNABLE
+
+
 def huge_page_environment(
     environ: Mapping[str, str],
     glibc_version: tuple[int, ...] | None,
@@ -67,12 +76,28 @@ def huge_page_environment(
         return None  # the tunable appeared in glibc 2.35
     if thp_mode not in ("always", "madvise"):
         return None
-    tunables = environ.get("GLIBC_TUNABLES", "")
-    if any(item.split("=")[0] == TUNABLE for item in tunables.split(":")):
+    tunables = _tunables(environ)
+    if any(_sets_huge_pages(item) for item in tunables):
         return None
-    env = dict(environ)
-    env["GLIBC_TUNABLES"] = f"{tunables}:{TUNABLE}=1" if tunables else f"{TUNABLE}=1"
+    return {**environ, "GLIBC_TUNABLES": ":".join([*tunables, f"{TUNABLE}=1"])}
+
+
+def without_huge_pages(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` without a `glibc.malloc.hugetlb` tunable: a child process (the PyTorch
+    reference of the benchmarks) as it would run on its own."""
+    env = {k: v for k, v in environ.items() if k != "GLIBC_TUNABLES"}
+    tunables = [item for item in _tunables(environ) if not _sets_huge_pages(item)]
+    if tunables:
+        env["GLIBC_TUNABLES"] = ":".join(tunables)
     return env
+
+
+def supported() -> bool:
+    """Whether this machine can run with the tunable (Linux, glibc >= 2.35, transparent huge
+    pages not off), whatever the current environment says."""
+    return sys.platform == "linux" and (
+        huge_page_environment({}, _glibc_version(), _thp_mode()) is not None
+    )
 
 
 def restart_with_huge_pages() -> None:

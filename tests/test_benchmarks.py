@@ -27,10 +27,7 @@ def test_train_step_benchmark_small_runs_without_tensorflow(tmp_path):
     # The benchmark restarted itself as train.py does (mtnets.host_memory), where it can.
     from mtnets import host_memory
 
-    can = host_memory.huge_page_environment(
-        {}, host_memory._glibc_version(), host_memory._thp_mode()
-    )
-    if can and "GLIBC_TUNABLES" not in os.environ:
+    if host_memory.supported() and "GLIBC_TUNABLES" not in os.environ:
         assert result["glibc_tunables"] == "glibc.malloc.hugetlb=1"
     rate = result["tflop_per_step"] * result["images_per_s"] / result["batch"]
     assert abs(result["achieved_tflop_per_s"] - rate) <= 1e-9 + 1e-6 * rate
@@ -115,17 +112,6 @@ def test_pytorch_reference_command_line():
     assert args.reference_malloc == "same"
     compare = ["compare", "--reference", "/x", "--torch-python", "/p"]
     assert ref.parse_args([*compare, "--reference-malloc", "default"]).reference_malloc == "default"
-
-
-def test_pytorch_reference_can_run_the_reference_under_default_malloc():
-    ref = _load(os.path.join(ROOT, "benchmarks", "pytorch_reference.py"))
-    env = {"HOME": "/h", "GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"}
-    assert ref.without_huge_pages(env) == {
-        "HOME": "/h",
-        "GLIBC_TUNABLES": "glibc.malloc.arena_max=2",
-    }
-    assert ref.without_huge_pages({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}) == {}
-    assert ref.without_huge_pages({"A": "1"}) == {"A": "1"}
 
 
 def test_pytorch_reference_runs_the_reference_when_available(tmp_path):

@@ -40,6 +40,17 @@ def test_no_restart(environ, glibc, thp):
     assert host_memory.huge_page_environment(environ, glibc, thp) is None
 
 
+def test_without_huge_pages_keeps_the_other_tunables():
+    """What `pytorch_reference.py compare --reference-malloc default` gives the reference."""
+    env = {"HOME": "/h", "GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"}
+    assert host_memory.without_huge_pages(env) == {
+        "HOME": "/h",
+        "GLIBC_TUNABLES": "glibc.malloc.arena_max=2",
+    }
+    assert host_memory.without_huge_pages({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}) == {}
+    assert host_memory.without_huge_pages({"A": "1"}) == {"A": "1"}
+
+
 def test_thp_mode_reads_the_selected_word(tmp_path, monkeypatch):
     setting = tmp_path / "enabled"
     setting.write_text("always [madvise] never\n")
@@ -84,8 +95,7 @@ def _faults_per_block(opt_out: str) -> tuple[str, int]:
 
 
 @pytest.mark.skipif(
-    host_memory.huge_page_environment({}, host_memory._glibc_version(), host_memory._thp_mode())
-    is None,
+    not host_memory.supported(),
     reason="needs Linux, glibc >= 2.35 and transparent huge pages",
 )
 def test_restart_cuts_the_page_faults_of_large_blocks():
